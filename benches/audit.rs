@@ -1,0 +1,3 @@
+//! Benches of palisade-audit beside their peers.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches of palisade-field beside their peers.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches of palisade-otp beside their peers.
+
+fn main() {}

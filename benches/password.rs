@@ -1,0 +1,3 @@
+//! Benches of palisade-password beside their peers.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches of palisade-pin beside their peers.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches of palisade-ratelimit beside their peers.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Benches of palisade-token beside their peers.
+
+fn main() {}

@@ -1,0 +1,4 @@
+//! The `palisade` operator tool.
+#![forbid(unsafe_code)]
+
+fn main() {}

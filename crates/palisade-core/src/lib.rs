@@ -1,0 +1,39 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod keyring;
+pub mod once;
+pub mod random;
+pub mod secret;
+pub mod time;
+
+use std::sync::Arc;
+
+/// A shared store (one-time claims, rate counters) could not answer.
+///
+/// Store failures keep their source error; callers decide whether to fail open or closed (for
+/// security decisions: closed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend is unreachable or answered with an error.
+    #[error("the store is unavailable")]
+    Unavailable {
+        /// The backend's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// An in-memory store reached its configured bound.
+    #[error("the store is full")]
+    Full,
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn unavailable(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable {
+            source: Arc::new(source),
+        }
+    }
+}
