@@ -1,4 +1,74 @@
-//! The `palisade` operator tool.
+//! `palisade`: the operator's tool for services that embed the Palisade crates.
+//!
+//! Every command has `--help`. Errors print one line to standard error and exit non-zero.
 #![forbid(unsafe_code)]
+// A command-line tool talks on stdout and stderr by design.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-fn main() {}
+mod keygen;
+mod size;
+mod workloads;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Palisade's operator tool: keys, pins, TOTP, recovery codes, Fernet and field migration, audit
+/// verification, and the sizing report.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new key in the form the crates load.
+    Keygen(keygen::Args),
+    /// Measure every hot path on 1..N threads and say what the rates mean for sizing.
+    Size(SizeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SizeArgs {
+    /// The most threads to measure with (default: the number of cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Total measuring time in seconds, shared between all measurements.
+    #[arg(long, default_value_t = 40.0)]
+    seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("palisade: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keygen(args) => keygen::run(&args)?,
+        Command::Size(args) => {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            let threads = args.threads.unwrap_or(cores).max(1);
+            let plan = workloads::all()?;
+            size::run(
+                &plan.workloads,
+                threads,
+                args.seconds,
+                args.json,
+                &plan.notes,
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
