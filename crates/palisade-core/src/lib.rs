@@ -5,6 +5,7 @@ pub mod audit;
 pub mod keyring;
 pub mod once;
 pub mod random;
+pub mod rate;
 pub mod secret;
 pub mod time;
 

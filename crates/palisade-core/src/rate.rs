@@ -1,0 +1,819 @@
+//! The rate-counter store: one atomic "check and add cost against a limit" per key and window.
+//!
+//! Rate limiting and login lockout need shared counters that several requests update at once.
+//! [`RateStore::apply`] is the one atomic operation they build on: for one key it rolls the
+//! window forward to the store's `now`, decides whether `cost` more fits under `limit`, adds it
+//! only if it does, and returns the counts it saw. What to answer a client (remaining, reset,
+//! retry-after, lockout delays) is a pure function of those counts, kept in the domain crate.
+//!
+//! Two kinds of window share the primitive ([`WindowKind`]):
+//! - [`WindowKind::Counter`]: two fixed windows, the previous one weighted by how much of it the
+//!   sliding window still overlaps (O(1) memory per key). Admits iff
+//!   [`weighted_previous`]` + current + cost <= limit`.
+//! - [`WindowKind::Log`]: every admitted unit's timestamp, kept for one period (exact; memory
+//!   grows with the limit). Admits iff `entries + cost <= limit`.
+//!
+//! [`MemoryRateStore`] serves one process; a Redis backend lives in `palisade-ratelimit`. Every
+//! backend should pass [`conformance::rate_store`].
+//!
+//! # Errors
+//! [`StoreError`]: the backend is unreachable, or (memory) full. Callers choose to fail open or
+//! closed.
+//!
+//! # Security
+//! Keys are attacker-influenced (IP addresses, user names): the memory store hashes them with a
+//! randomly seeded hasher and caps the number of keys, so a flood of new keys can neither grow it
+//! without bound nor degrade it to linear probing chains.
+
+use core::fmt;
+use core::future::Future;
+use core::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
+
+use crate::StoreError;
+use crate::time::{Clock, SystemClock, UnixTime};
+
+/// How a key's window is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WindowKind {
+    /// Sliding-window counter: current and previous fixed windows, the previous weighted.
+    Counter,
+    /// Sliding-window log: one timestamp per admitted unit of cost, exact.
+    Log,
+}
+
+/// What [`RateStore::apply`] does to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateOp {
+    /// Add this cost if it fits under the limit; `admitted` tells whether it did.
+    Acquire(u64),
+    /// Tell whether this cost would fit, changing nothing.
+    Peek(u64),
+    /// Take back this much of the current window's cost (saturating at zero; for a log, the
+    /// newest entries). Always `admitted`.
+    Refund(u64),
+    /// Forget the key. Always `admitted`.
+    Clear,
+}
+
+/// One call to [`RateStore::apply`]: the window, the limit, the operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateRequest {
+    /// How the window is kept. A key is meant to be used with one kind only.
+    pub kind: WindowKind,
+    /// The window's length; at least one microsecond (shorter periods are raised to it).
+    pub period: Duration,
+    /// The most cost the window admits.
+    pub limit: u64,
+    /// The operation.
+    pub op: RateOp,
+}
+
+impl RateRequest {
+    /// A request of `kind` over `period` with `limit`, doing `op`.
+    pub const fn new(kind: WindowKind, period: Duration, limit: u64, op: RateOp) -> Self {
+        Self {
+            kind,
+            period,
+            limit,
+            op,
+        }
+    }
+
+    /// The period in nanoseconds, at least one microsecond.
+    pub fn period_nanos(&self) -> u64 {
+        u64::try_from(self.period.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1_000)
+    }
+}
+
+/// What the store saw, after the operation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RateCounts {
+    /// The store's time when it applied the operation (a Redis store reads the server's clock,
+    /// so instances with skewed clocks agree).
+    pub now: UnixTime,
+    /// Whether the cost was added (`Acquire`), would be (`Peek`); always true otherwise.
+    pub admitted: bool,
+    /// Counter: the current fixed window's cost. Log: the number of entries in the window.
+    pub current: u64,
+    /// Counter: the previous fixed window's cost (unweighted). Log: zero.
+    pub previous: u64,
+    /// Counter: when the current fixed window began. Log: the epoch.
+    pub window_start: UnixTime,
+    /// Log: the timestamps of the entries still in the window, oldest first. Counter: empty.
+    pub log: Vec<UnixTime>,
+}
+
+impl RateCounts {
+    /// A counter answer.
+    pub fn counter(
+        now: UnixTime,
+        admitted: bool,
+        current: u64,
+        previous: u64,
+        window_start: UnixTime,
+    ) -> Self {
+        Self {
+            now,
+            admitted,
+            current,
+            previous,
+            window_start,
+            log: Vec::new(),
+        }
+    }
+
+    /// A log answer; `log` must be sorted, oldest first.
+    pub fn log(now: UnixTime, admitted: bool, log: Vec<UnixTime>) -> Self {
+        Self {
+            now,
+            admitted,
+            current: u64::try_from(log.len()).unwrap_or(u64::MAX),
+            previous: 0,
+            window_start: UnixTime::EPOCH,
+            log,
+        }
+    }
+}
+
+/// The previous window's cost still inside the sliding window, rounded up:
+/// `ceil(previous * (period - elapsed) / period)`, where `elapsed` is the time since the current
+/// fixed window began. The admission rule of [`WindowKind::Counter`] is
+/// `weighted_previous + current + cost <= limit`; every backend must use it.
+pub fn weighted_previous(previous: u64, elapsed_nanos: u64, period_nanos: u64) -> u64 {
+    if previous == 0 || elapsed_nanos >= period_nanos {
+        return 0;
+    }
+    let remaining = period_nanos - elapsed_nanos;
+    match previous.checked_mul(remaining) {
+        Some(product) => product.div_ceil(period_nanos),
+        None => {
+            let product = u128::from(previous) * u128::from(remaining);
+            u64::try_from(product.div_ceil(u128::from(period_nanos))).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+/// Keeps rate counters and applies one operation to one key atomically.
+///
+/// # Contract
+/// For each call, atomically with respect to every other call on the same key:
+/// 1. Roll the key's window forward to the store's `now` (counter: the fixed window containing
+///    `now` is `floor(now / period) * period`; the previous window is kept if adjacent, dropped
+///    otherwise; a stored window later than `now` is kept as current. Log: drop entries with
+///    `t + period <= now`).
+/// 2. Apply the [`RateOp`] under the admission rule of the [`WindowKind`].
+/// 3. Return the [`RateCounts`] after the operation.
+///
+/// Stores forget a key once its window has fully passed (counter: two periods; log: one period
+/// after its newest entry). Run [`conformance::rate_store`] against every implementation.
+///
+/// ```
+/// # async fn demo() -> Result<(), palisade_core::StoreError> {
+/// use core::time::Duration;
+/// use palisade_core::rate::{MemoryRateStore, RateOp, RateRequest, RateStore, WindowKind};
+///
+/// let store = MemoryRateStore::new();
+/// let req = RateRequest::new(WindowKind::Log, Duration::from_secs(60), 2, RateOp::Acquire(1));
+/// assert!(store.apply(b"login:alice", req).await?.admitted);
+/// assert!(store.apply(b"login:alice", req).await?.admitted);
+/// assert!(!store.apply(b"login:alice", req).await?.admitted);
+/// # Ok(()) }
+/// ```
+pub trait RateStore: fmt::Debug + Send + Sync {
+    /// Applies `request` to `key` atomically.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend cannot answer or is full.
+    fn apply(
+        &self,
+        key: &[u8],
+        request: RateRequest,
+    ) -> impl Future<Output = Result<RateCounts, StoreError>> + Send;
+}
+
+impl<S: RateStore + ?Sized> RateStore for std::sync::Arc<S> {
+    fn apply(
+        &self,
+        key: &[u8],
+        request: RateRequest,
+    ) -> impl Future<Output = Result<RateCounts, StoreError>> + Send {
+        (**self).apply(key, request)
+    }
+}
+
+const SHARDS: usize = 64;
+/// A shard sweeps its dead keys when it reaches this size, and again whenever it has doubled
+/// since the last sweep, so sweeping costs O(1) amortised per insert.
+const MIN_SWEEP: usize = 64;
+
+/// A key's state in [`MemoryRateStore`].
+#[derive(Debug)]
+enum State {
+    Counter {
+        period: u64,
+        start: u64,
+        current: u64,
+        previous: u64,
+    },
+    Log {
+        period: u64,
+        entries: VecDeque<u64>,
+    },
+}
+
+impl State {
+    fn new(kind: WindowKind, period: u64) -> Self {
+        match kind {
+            WindowKind::Counter => Self::Counter {
+                period,
+                start: 0,
+                current: 0,
+                previous: 0,
+            },
+            WindowKind::Log => Self::Log {
+                period,
+                entries: VecDeque::new(),
+            },
+        }
+    }
+
+    /// Whether the key holds nothing that can still count at `now`.
+    fn is_dead(&self, now: u64) -> bool {
+        match self {
+            Self::Counter { period, start, .. } => {
+                now >= start.saturating_add(period.saturating_mul(2))
+            }
+            Self::Log { period, entries } => entries
+                .back()
+                .is_none_or(|&t| t.saturating_add(*period) <= now),
+        }
+    }
+
+    fn apply(&mut self, req: &RateRequest, period: u64, now: u64) -> RateCounts {
+        match self {
+            Self::Counter {
+                period: p,
+                start,
+                current,
+                previous,
+            } => {
+                let same = *p == period && now >= *start && now - *start < period;
+                if !same {
+                    let window = now - now % period;
+                    if *p != period || window > start.saturating_add(period) {
+                        // A new quota's period, or more than one whole window passed.
+                        *previous = 0;
+                        *current = 0;
+                        *start = window;
+                        *p = period;
+                    } else if window == start.saturating_add(period) {
+                        *previous = *current;
+                        *current = 0;
+                        *start = window;
+                    }
+                }
+                // A stored window later than `now` (the clock stepped back) stays current.
+                let elapsed = now.saturating_sub(*start);
+                let weighted = weighted_previous(*previous, elapsed, period);
+                let used = weighted.saturating_add(*current);
+                let fits = |cost: u64| used.saturating_add(cost) <= req.limit;
+                let admitted = match req.op {
+                    RateOp::Acquire(cost) => {
+                        let ok = fits(cost);
+                        if ok {
+                            *current = current.saturating_add(cost);
+                        }
+                        ok
+                    }
+                    RateOp::Peek(cost) => fits(cost),
+                    RateOp::Refund(cost) => {
+                        *current = current.saturating_sub(cost);
+                        true
+                    }
+                    RateOp::Clear => {
+                        *current = 0;
+                        *previous = 0;
+                        true
+                    }
+                };
+                RateCounts::counter(
+                    UnixTime::from_nanos(now),
+                    admitted,
+                    *current,
+                    *previous,
+                    UnixTime::from_nanos(*start),
+                )
+            }
+            Self::Log { period: p, entries } => {
+                *p = period;
+                while entries
+                    .front()
+                    .is_some_and(|&t| t.saturating_add(period) <= now)
+                {
+                    entries.pop_front();
+                }
+                let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+                let admitted = match req.op {
+                    RateOp::Acquire(cost) => {
+                        let ok = len.saturating_add(cost) <= req.limit;
+                        if ok {
+                            // Keep the log sorted even if the clock stepped back.
+                            let t = entries.back().map_or(now, |&last| last.max(now));
+                            for _ in 0..cost {
+                                entries.push_back(t);
+                            }
+                        }
+                        ok
+                    }
+                    RateOp::Peek(cost) => len.saturating_add(cost) <= req.limit,
+                    RateOp::Refund(cost) => {
+                        let keep = len.saturating_sub(cost);
+                        entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                        true
+                    }
+                    RateOp::Clear => {
+                        entries.clear();
+                        true
+                    }
+                };
+                RateCounts::log(
+                    UnixTime::from_nanos(now),
+                    admitted,
+                    entries.iter().map(|&t| UnixTime::from_nanos(t)).collect(),
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard<S> {
+    inner: Mutex<ShardInner<S>>,
+}
+
+#[derive(Debug)]
+struct ShardInner<S> {
+    map: HashMap<Box<[u8]>, State, S>,
+    sweep_at: usize,
+}
+
+/// An in-process [`RateStore`]: 64 independently locked shards, so callers on different keys
+/// rarely meet, and no lock is global.
+///
+/// # Memory
+/// Bounded by construction: at most `max_keys` keys (default one million, rounded up to a
+/// multiple of 64). A shard sweeps keys whose windows have passed whenever it doubles in size
+/// since its last sweep (amortised O(1), no cleanup task to schedule), and when it is full; a new
+/// key that finds its shard full even after a sweep gets [`StoreError::Full`] (the caller's
+/// fail-open or fail-closed policy applies) rather than evicting a live key, which would reset a
+/// counter and admit more than the limit.
+///
+/// A counter key takes one table slot of 72 bytes (boxed key pointer 16, state 56) plus one
+/// control byte, at a load between 44% and 87.5% (so 83 to 165 bytes of table), plus the key's
+/// own heap allocation (its length rounded up to the allocator's 16 bytes). A log key adds 8 bytes
+/// per entry (at most `limit` entries).
+///
+/// # Hasher
+/// `S` hashes keys; the default is the standard library's SipHash with a random seed. Any
+/// randomly seeded `BuildHasher` (for example `foldhash::fast::RandomState`) keeps the table
+/// safe from chosen-collision floods.
+#[derive(Debug)]
+pub struct MemoryRateStore<C = SystemClock, S = RandomState> {
+    shards: Box<[Shard<S>]>,
+    hasher: S,
+    clock: C,
+    max_per_shard: usize,
+}
+
+impl MemoryRateStore<SystemClock, RandomState> {
+    /// A store on the system clock with the standard randomly seeded hasher.
+    pub fn new() -> Self {
+        Self::with_clock_and_hasher(SystemClock, RandomState::new())
+    }
+}
+
+impl Default for MemoryRateStore<SystemClock, RandomState> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> MemoryRateStore<C, RandomState> {
+    /// A store that reads `clock`.
+    pub fn with_clock(clock: C) -> Self {
+        Self::with_clock_and_hasher(clock, RandomState::new())
+    }
+}
+
+impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
+    /// A store that reads `clock` and hashes keys with `hasher` (which should be randomly
+    /// seeded).
+    pub fn with_clock_and_hasher(clock: C, hasher: S) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    inner: Mutex::new(ShardInner {
+                        map: HashMap::with_hasher(hasher.clone()),
+                        sweep_at: MIN_SWEEP,
+                    }),
+                })
+                .collect(),
+            hasher,
+            clock,
+            max_per_shard: 1_000_000 / SHARDS,
+        }
+    }
+
+    /// Caps the number of keys (rounded up to a multiple of 64).
+    #[must_use]
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_per_shard = max.div_ceil(SHARDS).max(1);
+        self
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// [`RateStore::apply`] at the store's clock, synchronously.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`] when a new key finds its shard full.
+    pub fn apply_now(&self, key: &[u8], req: RateRequest) -> Result<RateCounts, StoreError> {
+        self.apply_at(key, req, self.clock.now())
+    }
+
+    /// [`RateStore::apply`] at `now`, synchronously: the hot path of an in-process limiter.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`] when a new key finds its shard full.
+    pub fn apply_at(
+        &self,
+        key: &[u8],
+        req: RateRequest,
+        now: UnixTime,
+    ) -> Result<RateCounts, StoreError> {
+        let period = req.period_nanos();
+        let now = now.as_nanos();
+        // Bits 48..54 choose the shard: the table inside uses the low bits (bucket) and the top
+        // seven (control byte), so keys of one shard still spread over its table.
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from((hash >> 48) % SHARDS as u64).unwrap_or(0);
+        let shard = self.shards.get(index).ok_or(StoreError::Full)?;
+        let mut inner = shard.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = inner.map.get_mut(key) {
+            if state_kind(state) != req.kind {
+                *state = State::new(req.kind, period);
+            }
+            return Ok(state.apply(&req, period, now));
+        }
+        let mut state = State::new(req.kind, period);
+        let counts = state.apply(&req, period, now);
+        if state.is_dead(now) {
+            // Nothing to remember (a peek, refund or clear of an absent key, a zero cost).
+            return Ok(counts);
+        }
+        let len = inner.map.len();
+        if len >= inner.sweep_at || len >= self.max_per_shard {
+            inner.map.retain(|_, s| !s.is_dead(now));
+            inner.sweep_at = inner.map.len().saturating_mul(2).max(MIN_SWEEP);
+        }
+        if inner.map.len() >= self.max_per_shard {
+            return Err(StoreError::Full);
+        }
+        inner.map.insert(key.into(), state);
+        Ok(counts)
+    }
+
+    /// The number of keys held, dead ones not yet swept included.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.inner
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .map
+                    .len()
+            })
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn state_kind(state: &State) -> WindowKind {
+    match state {
+        State::Counter { .. } => WindowKind::Counter,
+        State::Log { .. } => WindowKind::Log,
+    }
+}
+
+impl<C: Clock, S: BuildHasher + Clone + fmt::Debug + Send + Sync> RateStore
+    for MemoryRateStore<C, S>
+{
+    fn apply(
+        &self,
+        key: &[u8],
+        request: RateRequest,
+    ) -> impl Future<Output = Result<RateCounts, StoreError>> + Send {
+        core::future::ready(self.apply_now(key, request))
+    }
+}
+
+/// The conformance suite every [`RateStore`] backend must pass.
+pub mod conformance {
+    use super::{RateOp, RateRequest, RateStore, WindowKind};
+    use crate::random::{SecureRandom, SystemRandom};
+    use core::time::Duration;
+
+    /// Checks the contract of [`RateStore`] on `store`, whose clock runs in real time (or stands
+    /// still).
+    ///
+    /// Uses fresh random keys on every run, so it is safe against a shared server, and clears
+    /// them at the end.
+    ///
+    /// # Panics
+    /// When the store breaks the contract: that is the point of a conformance test.
+    #[allow(
+        clippy::panic,
+        clippy::missing_panics_doc,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::cast_possible_truncation
+    )]
+    pub async fn rate_store<S: RateStore + ?Sized>(store: &S) {
+        let mut run = [0u8; 8];
+        SystemRandom.fill(&mut run).unwrap_or_default();
+        let base = format!("conformance-{:016x}", u64::from_be_bytes(run));
+        let hour = Duration::from_secs(3_600);
+        let log = |limit, op| RateRequest::new(WindowKind::Log, hour, limit, op);
+
+        // The log: exact admission, peek, refund, clear.
+        let key = format!("{base}-log").into_bytes();
+        let c = store.apply(&key, log(3, RateOp::Acquire(2))).await.unwrap();
+        assert!(c.admitted, "a fresh key admits cost within the limit");
+        assert_eq!((c.current, c.log.len()), (2, 2));
+        assert!(c.log.windows(2).all(|w| w[0] <= w[1]), "log is sorted");
+        let c = store.apply(&key, log(3, RateOp::Acquire(2))).await.unwrap();
+        assert!(!c.admitted, "cost past the limit is refused");
+        assert_eq!(c.current, 2, "a refused cost is not added");
+        let c = store.apply(&key, log(3, RateOp::Peek(1))).await.unwrap();
+        assert!(c.admitted, "peek tells what fits");
+        assert_eq!(c.current, 2, "peek changes nothing");
+        let c = store.apply(&key, log(3, RateOp::Acquire(1))).await.unwrap();
+        assert!(c.admitted);
+        assert_eq!(c.current, 3);
+        let c = store.apply(&key, log(3, RateOp::Peek(1))).await.unwrap();
+        assert!(!c.admitted, "peek sees the full window");
+        let c = store.apply(&key, log(3, RateOp::Refund(2))).await.unwrap();
+        assert_eq!(c.current, 1, "refund takes back the newest entries");
+        let c = store.apply(&key, log(3, RateOp::Acquire(2))).await.unwrap();
+        assert!(c.admitted, "refunded cost can be spent again");
+        let c = store.apply(&key, log(3, RateOp::Clear)).await.unwrap();
+        assert_eq!(c.current, 0);
+        let c = store.apply(&key, log(3, RateOp::Acquire(3))).await.unwrap();
+        assert!(c.admitted, "a cleared key starts afresh");
+        let c = store.apply(&key, log(3, RateOp::Acquire(4))).await.unwrap();
+        assert!(!c.admitted, "a cost above the limit never fits");
+
+        // Keys are independent and binary-safe.
+        let other = format!("{base}-log\0x").into_bytes();
+        let c = store
+            .apply(&other, log(3, RateOp::Acquire(3)))
+            .await
+            .unwrap();
+        assert!(c.admitted, "keys are independent");
+        let c = store.apply(&[0xff, 0, 0x0a], log(1, RateOp::Peek(1))).await;
+        assert!(c.is_ok(), "binary keys are accepted");
+
+        // The counter, on a day-long window: retried once if a window boundary falls inside.
+        let day = Duration::from_secs(86_400);
+        let counter = |limit, op| RateRequest::new(WindowKind::Counter, day, limit, op);
+        let ckey = format!("{base}-counter").into_bytes();
+        for attempt in 0..2 {
+            store.apply(&ckey, counter(5, RateOp::Clear)).await.unwrap();
+            let a = store
+                .apply(&ckey, counter(5, RateOp::Acquire(2)))
+                .await
+                .unwrap();
+            let b = store
+                .apply(&ckey, counter(5, RateOp::Acquire(4)))
+                .await
+                .unwrap();
+            let c = store
+                .apply(&ckey, counter(5, RateOp::Acquire(3)))
+                .await
+                .unwrap();
+            let d = store
+                .apply(&ckey, counter(5, RateOp::Peek(1)))
+                .await
+                .unwrap();
+            let e = store
+                .apply(&ckey, counter(5, RateOp::Refund(1)))
+                .await
+                .unwrap();
+            if a.window_start != e.window_start && attempt == 0 {
+                continue;
+            }
+            assert!(a.admitted && a.current == 2 && a.previous == 0);
+            assert!(
+                a.window_start <= a.now
+                    && a.now < a.window_start.saturating_add(day)
+                    && a.window_start.as_nanos() % day.as_nanos() as u64 == 0,
+                "the counter's window is the fixed window containing now"
+            );
+            assert!(
+                !b.admitted && b.current == 2,
+                "counter refuses past the limit"
+            );
+            assert!(
+                c.admitted && c.current == 5,
+                "counter admits up to the limit"
+            );
+            assert!(
+                !d.admitted && d.current == 5,
+                "counter peek changes nothing"
+            );
+            assert!(e.admitted && e.current == 4, "counter refund");
+            break;
+        }
+        for k in [key, other, ckey] {
+            let _ = store.apply(&k, log(1, RateOp::Clear)).await;
+            let _ = store.apply(&k, counter(1, RateOp::Clear)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::FakeClock;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn memory_store_passes_conformance() {
+        block_on(conformance::rate_store(&MemoryRateStore::new()));
+        let frozen = MemoryRateStore::with_clock(FakeClock::new(UnixTime::from_secs(1_000)));
+        block_on(conformance::rate_store(&frozen));
+    }
+
+    #[test]
+    fn weighted_previous_rounds_up() {
+        assert_eq!(weighted_previous(10, 0, 100), 10);
+        assert_eq!(weighted_previous(10, 50, 100), 5);
+        assert_eq!(weighted_previous(10, 51, 100), 5);
+        assert_eq!(weighted_previous(10, 59, 100), 5);
+        assert_eq!(weighted_previous(10, 61, 100), 4);
+        assert_eq!(weighted_previous(10, 100, 100), 0);
+        assert_eq!(weighted_previous(u64::MAX, 1, 2), u64::MAX / 2 + 1);
+    }
+
+    #[test]
+    fn counter_rolls_windows() {
+        let s = MemoryRateStore::new();
+        let req = |op| RateRequest::new(WindowKind::Counter, MIN, 10, op);
+        let t0 = UnixTime::from_secs(6_000); // a window boundary
+        let c = s.apply_at(b"k", req(RateOp::Acquire(10)), t0).unwrap();
+        assert!(c.admitted);
+        // Half-way through the next window, half of the previous one still counts.
+        let t1 = UnixTime::from_secs(6_090);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(5)), t1).unwrap();
+        assert!(c.admitted, "{c:?}");
+        assert_eq!((c.current, c.previous), (5, 10));
+        assert!(
+            !s.apply_at(b"k", req(RateOp::Acquire(1)), t1)
+                .unwrap()
+                .admitted
+        );
+        // Two windows later everything is gone.
+        let t2 = UnixTime::from_secs(6_240);
+        let c = s.apply_at(b"k", req(RateOp::Peek(10)), t2).unwrap();
+        assert!(c.admitted);
+        assert_eq!((c.current, c.previous), (0, 0));
+        // A clock that steps back keeps the later window.
+        let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t0).unwrap();
+        assert_eq!(c.window_start, UnixTime::from_secs(6_240));
+    }
+
+    #[test]
+    fn log_expires_entries_exactly() {
+        let s = MemoryRateStore::new();
+        let req = |op| RateRequest::new(WindowKind::Log, MIN, 2, op);
+        let t = UnixTime::from_secs(100);
+        assert!(
+            s.apply_at(b"k", req(RateOp::Acquire(1)), t)
+                .unwrap()
+                .admitted
+        );
+        let t1 = t.saturating_add(Duration::from_secs(30));
+        assert!(
+            s.apply_at(b"k", req(RateOp::Acquire(1)), t1)
+                .unwrap()
+                .admitted
+        );
+        let almost = t
+            .saturating_add(MIN)
+            .saturating_sub(Duration::from_nanos(1));
+        assert!(
+            !s.apply_at(b"k", req(RateOp::Acquire(1)), almost)
+                .unwrap()
+                .admitted
+        );
+        let c = s
+            .apply_at(b"k", req(RateOp::Acquire(1)), t.saturating_add(MIN))
+            .unwrap();
+        assert!(c.admitted);
+        assert_eq!(c.log, vec![t1, t.saturating_add(MIN)]);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_dead_keys_are_swept() {
+        let clock = FakeClock::new(UnixTime::from_secs(0));
+        let s = MemoryRateStore::with_clock(clock.clone()).max_keys(SHARDS * 4);
+        let req = RateRequest::new(WindowKind::Counter, MIN, 5, RateOp::Acquire(1));
+        let mut full = 0;
+        for i in 0u32..10_000 {
+            match s.apply_now(&i.to_be_bytes(), req) {
+                Ok(_) => {}
+                Err(StoreError::Full) => full += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(full > 0, "a flood of new keys meets the cap");
+        assert!(s.len() <= SHARDS * 4);
+        // Once their windows pass, the old keys make room by themselves.
+        clock.advance(MIN * 2);
+        for i in 10_000u32..10_064 {
+            let _ = s.apply_now(&i.to_be_bytes(), req);
+        }
+        assert!(s.len() <= SHARDS * 4);
+        let mut accepted = 0;
+        for i in 20_000u32..20_100 {
+            if s.apply_now(&i.to_be_bytes(), req).is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!(accepted > 50, "swept shards take new keys ({accepted})");
+    }
+
+    #[test]
+    fn peeks_of_absent_keys_store_nothing() {
+        let s = MemoryRateStore::new();
+        let req = RateRequest::new(WindowKind::Log, MIN, 5, RateOp::Peek(1));
+        for i in 0u32..1_000 {
+            assert!(s.apply_now(&i.to_be_bytes(), req).unwrap().admitted);
+        }
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn concurrent_acquires_admit_exactly_the_limit() {
+        for kind in [WindowKind::Counter, WindowKind::Log] {
+            let s = Arc::new(MemoryRateStore::with_clock(FakeClock::new(
+                UnixTime::from_secs(60_000),
+            )));
+            let admitted = Arc::new(AtomicU64::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (s, admitted) = (s.clone(), admitted.clone());
+                    std::thread::spawn(move || {
+                        let req = RateRequest::new(kind, MIN, 1_000, RateOp::Acquire(1));
+                        for _ in 0..1_000 {
+                            if s.apply_now(b"hot", req).unwrap().admitted {
+                                admitted.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(admitted.load(Ordering::Relaxed), 1_000, "{kind:?}");
+        }
+    }
+}
