@@ -1,5 +1,5 @@
 //! Runs the built `palisade` binary, as an operator would.
-#![allow(clippy::print_stderr)]
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
