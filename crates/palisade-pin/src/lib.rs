@@ -1,2 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+
+mod error;
+mod host;
+mod pin;
+mod policy;
+#[cfg(feature = "rustls")]
+mod verifier;
+
+pub use error::PinError;
+pub use host::{HostPattern, canonical_host};
+pub use pin::{CertificatePins, Pin, PinKind, pins_from_bytes, pins_from_der, pins_from_pem};
+pub use policy::{
+    DEFAULT_EXPIRY_WARNING, PinPolicy, PinPolicyBuilder, PinSet, PinSetBuilder, PinStatus,
+    PinVerified,
+};
+#[cfg(feature = "rustls")]
+pub use verifier::{PinningVerifier, client_config};
