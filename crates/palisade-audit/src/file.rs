@@ -1,0 +1,540 @@
+//! The JSON-lines file sink: a chained, rotated, fsynced audit trail on local disk.
+//!
+//! [`JsonlSink::record`] redacts nothing and writes nothing on the caller's thread: it queues
+//! the event (bounded, see [`Overflow`]) and returns. A background thread takes everything
+//! queued as one batch, redacts each event, chains it ([`Chainer`]), appends the record lines to
+//! the current file with one `write`, and then applies the durability policy.
+//!
+//! # Files
+//! In the configured directory, `<prefix>-<first sequence number, 20 digits>.jsonl`, one
+//! [record line](crate::chain) per event. When a file reaches `max_file_bytes` the next batch
+//! starts a new file; the chain runs on across files (the first record of a file has the last
+//! record of the previous file as its `prev`). The latest signed checkpoint, if a signer is
+//! configured, is kept in `<prefix>.checkpoint` (replaced atomically) and handed to the
+//! `on_checkpoint` callback so it can be shipped elsewhere.
+//!
+//! # Durability
+//! - [`Durability::FsyncPerBatch`] (default): after each batch the file is `fsync`ed
+//!   (`sync_data`) before the batch counts as written; [`JsonlSink::flush`] returning `Ok` means
+//!   every event recorded before the call is on stable storage. A crash loses at most the batch
+//!   being written, which no `flush` has confirmed.
+//! - [`Durability::FlushPerBatch`]: written to the OS (survives a process crash, not a power
+//!   loss); a signed checkpoint always forces an `fsync` first, so a checkpoint never attests
+//!   records that are not on disk.
+//!
+//! On start, the sink resumes the chain from the last record of the newest file; a partial last
+//! line (a crash in the middle of a write) is cut off first. Write errors (disk full, ...) are
+//! retried with backoff; the batch stays in memory and the file is truncated back to its length
+//! before the failed write, so nothing is lost or written twice. Only one process may write one
+//! trail.
+//!
+//! # Errors and panics
+//! [`JsonlSink::open`] fails with [`AuditError::Io`] or, if the newest record is unreadable,
+//! [`AuditError::Json`]. `record` never fails or panics.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use palisade_core::audit::{AuditEvent, AuditSink};
+
+use crate::AuditError;
+use crate::chain::{ChainRecord, Chainer, Verdict, Verifier};
+use crate::checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
+use crate::queue::Queue;
+use crate::redact::Redactor;
+use crate::sink::{Overflow, SinkStats};
+
+/// When a batch counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `fsync` after every batch (the default).
+    #[default]
+    FsyncPerBatch,
+    /// Hand to the OS after every batch; `fsync` only before a checkpoint and at shutdown.
+    FlushPerBatch,
+}
+
+/// A callback that receives every signed checkpoint.
+pub type CheckpointCallback = Box<dyn Fn(&SignedCheckpoint) + Send>;
+
+/// How to open a [`JsonlSink`].
+pub struct JsonlConfig {
+    dir: PathBuf,
+    prefix: String,
+    max_file_bytes: u64,
+    durability: Durability,
+    capacity: usize,
+    batch_max: usize,
+    overflow: Overflow,
+    redactor: Redactor,
+    signer: Option<CheckpointSigner>,
+    checkpoint_every: u64,
+    on_checkpoint: Option<CheckpointCallback>,
+    flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for JsonlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlConfig")
+            .field("dir", &self.dir)
+            .field("prefix", &self.prefix)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("durability", &self.durability)
+            .field("capacity", &self.capacity)
+            .field("signer", &self.signer)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonlConfig {
+    /// Files `<prefix>-<seq>.jsonl` in `dir`; defaults: 64 MiB files, fsync per batch, a queue
+    /// of 65 536 events that blocks when full, batches of up to 8192, the default redactor, no
+    /// checkpoints, a 30 s flush timeout.
+    pub fn new(dir: impl Into<PathBuf>, prefix: &str) -> Self {
+        Self {
+            dir: dir.into(),
+            prefix: prefix.to_owned(),
+            max_file_bytes: 64 << 20,
+            durability: Durability::FsyncPerBatch,
+            capacity: 65_536,
+            batch_max: 8192,
+            overflow: Overflow::Block,
+            redactor: Redactor::new(),
+            signer: None,
+            checkpoint_every: 10_000,
+            on_checkpoint: None,
+            flush_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Starts a new file once the current one reaches `bytes`.
+    #[must_use]
+    pub fn max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes.max(1);
+        self
+    }
+
+    /// The durability policy.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The queue's bound and what happens when it is full.
+    #[must_use]
+    pub fn queue(mut self, capacity: usize, overflow: Overflow) -> Self {
+        self.capacity = capacity.max(1);
+        self.overflow = overflow;
+        self
+    }
+
+    /// The most events written per batch.
+    #[must_use]
+    pub fn batch_max(mut self, events: usize) -> Self {
+        self.batch_max = events.max(1);
+        self
+    }
+
+    /// The redaction policy.
+    #[must_use]
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    /// Signs a checkpoint every `every` records, at every flush that wrote something, and at
+    /// shutdown.
+    #[must_use]
+    pub fn checkpoints(mut self, signer: CheckpointSigner, every: u64) -> Self {
+        self.signer = Some(signer);
+        self.checkpoint_every = every.max(1);
+        self
+    }
+
+    /// Also hands each signed checkpoint to `callback` (to publish it away from the trail).
+    /// It runs on the writer thread: keep it quick.
+    #[must_use]
+    pub fn on_checkpoint(mut self, callback: impl Fn(&SignedCheckpoint) + Send + 'static) -> Self {
+        self.on_checkpoint = Some(Box::new(callback));
+        self
+    }
+
+    /// How long [`JsonlSink::flush`] and drop wait for the writer.
+    #[must_use]
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+
+    /// Where the latest checkpoint note is kept.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.checkpoint", self.prefix))
+    }
+}
+
+/// The trail's files in `dir` with `prefix`, oldest first.
+///
+/// # Errors
+/// [`AuditError::Io`] if the directory cannot be read.
+pub fn trail_files(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, AuditError> {
+    let mut files = Vec::new();
+    let head = format!("{prefix}-");
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(digits) = name
+            .strip_prefix(&head)
+            .and_then(|r| r.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
+        if digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The result of verifying a trail on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailReport {
+    /// The verdict over all files in order.
+    pub verdict: Verdict,
+    /// For a broken trail: the file and the 1-based line of the first bad record (the last file
+    /// and one past its last line for a truncation).
+    pub location: Option<(PathBuf, u64)>,
+}
+
+/// Verifies every file of a trail in order as one chain, against `checkpoints` (already
+/// signature-checked with [`CheckpointVerifier::verify`](crate::CheckpointVerifier::verify)).
+///
+/// # Errors
+/// [`AuditError::Io`] if a file cannot be read. A broken trail is a [`Verdict::Broken`].
+pub fn verify_trail(
+    dir: &Path,
+    prefix: &str,
+    checkpoints: &[Checkpoint],
+) -> Result<TrailReport, AuditError> {
+    let mut v = Verifier::new();
+    for cp in checkpoints {
+        v.add_checkpoint(cp);
+    }
+    let mut starts = Vec::new();
+    let mut seen = 0u64;
+    for path in trail_files(dir, prefix)? {
+        let data = fs::read(&path)?;
+        starts.push((seen, path));
+        v.push_lines(&data);
+        let lines = data.split(|b| *b == b'\n').count() as u64;
+        seen = seen.saturating_add(lines.saturating_sub(u64::from(data.ends_with(b"\n"))));
+        if v.is_broken() {
+            break;
+        }
+    }
+    let verdict = v.finish();
+    let location = match &verdict {
+        Verdict::Broken { index, .. } => starts
+            .iter()
+            .rev()
+            .find(|(start, _)| start <= index)
+            .map(|(start, path)| (path.clone(), index.saturating_sub(*start).saturating_add(1))),
+        Verdict::Intact { .. } => None,
+    };
+    Ok(TrailReport { verdict, location })
+}
+
+struct Writer {
+    config: JsonlConfig,
+    chainer: Chainer,
+    file: File,
+    len: u64,
+    since_checkpoint: u64,
+    dirty: bool,
+}
+
+impl Writer {
+    fn open(config: JsonlConfig) -> Result<Self, AuditError> {
+        fs::create_dir_all(&config.dir)?;
+        let files = trail_files(&config.dir, &config.prefix)?;
+        let mut chainer = Chainer::new();
+        let mut current = None;
+        for path in files.iter().rev() {
+            let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+            let mut data = Vec::new();
+            f.read_to_end(&mut data)?;
+            let keep = data
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p.saturating_add(1));
+            if keep < data.len() {
+                // A partial line from an interrupted write: never confirmed, cut it off.
+                f.set_len(keep as u64)?;
+                f.sync_all()?;
+                data.truncate(keep);
+            }
+            if current.is_none() {
+                current = Some((path.clone(), keep as u64));
+            }
+            let body = data.strip_suffix(b"\n").unwrap_or(&data);
+            if let Some(last) = body
+                .rsplit(|b| *b == b'\n')
+                .next()
+                .filter(|l| !l.is_empty())
+            {
+                let rec = ChainRecord::from_line(last)?;
+                chainer = Chainer::resume(rec.seq.saturating_add(1), rec.hash);
+                break;
+            }
+        }
+        let (file, len) = match current {
+            Some((path, len)) => (OpenOptions::new().append(true).open(path)?, len),
+            None => (new_file(&config, 0)?, 0),
+        };
+        Ok(Self {
+            config,
+            chainer,
+            file,
+            len,
+            since_checkpoint: 0,
+            dirty: false,
+        })
+    }
+
+    fn write_all_or_rollback(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let result = self.file.write_all(buf).and_then(|()| {
+            if self.config.durability == Durability::FsyncPerBatch {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            // Cut any partial write so the retry does not duplicate it.
+            let _ = self.file.set_len(self.len);
+            let _ = self.file.seek(SeekFrom::End(0));
+            return Err(e);
+        }
+        self.len = self.len.saturating_add(buf.len() as u64);
+        self.dirty = self.config.durability != Durability::FsyncPerBatch;
+        Ok(())
+    }
+
+    fn after_batch(&mut self, n: u64) -> std::io::Result<()> {
+        self.since_checkpoint = self.since_checkpoint.saturating_add(n);
+        if self.config.signer.is_some() && self.since_checkpoint >= self.config.checkpoint_every {
+            self.checkpoint()?;
+        }
+        if self.len >= self.config.max_file_bytes {
+            self.sync()?;
+            self.file = new_file(&self.config, self.chainer.size())?;
+            self.len = 0;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> std::io::Result<()> {
+        let Some(signer) = &self.config.signer else {
+            return Ok(());
+        };
+        if self.dirty {
+            self.file.sync_data()?;
+            self.dirty = false;
+        }
+        let signed = signer.sign(self.chainer.size(), self.chainer.head());
+        let path = self.config.checkpoint_path();
+        let tmp = path.with_extension("checkpoint.tmp");
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(signed.note.as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.config.dir);
+        if let Some(cb) = &self.config.on_checkpoint {
+            cb(&signed);
+        }
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes a new or renamed entry durable on Unix; not supported (and not needed) everywhere.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn new_file(config: &JsonlConfig, first_seq: u64) -> std::io::Result<File> {
+    let path = config
+        .dir
+        .join(format!("{}-{first_seq:020}.jsonl", config.prefix));
+    let f = OpenOptions::new().create(true).append(true).open(path)?;
+    sync_dir(&config.dir);
+    Ok(f)
+}
+
+fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
+    let mut batch = Vec::with_capacity(w.config.batch_max);
+    let mut buf = Vec::with_capacity(1 << 20);
+    loop {
+        let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
+        if !batch.is_empty() {
+            buf.clear();
+            let n = batch.len();
+            for mut event in batch.drain(..) {
+                w.config.redactor.redact(&mut event);
+                if let Err(e) = w.chainer.push_line(&event, &mut buf) {
+                    queue.fail(e.to_string());
+                }
+            }
+            let mut attempt = 0u32;
+            while let Err(e) = w.write_all_or_rollback(&buf) {
+                queue.fail(format!("writing audit file: {e}"));
+                attempt = attempt.saturating_add(1);
+                if queue.is_closed() && attempt > 50 {
+                    tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
+            }
+            if let Err(e) = w.after_batch(n as u64) {
+                queue.fail(format!("rotating or checkpointing: {e}"));
+            }
+            queue.complete(n);
+        }
+        if flush.is_some() || !alive {
+            let result = if w.since_checkpoint > 0 {
+                w.checkpoint()
+            } else {
+                w.sync()
+            };
+            if let Err(e) = result {
+                queue.fail(format!("checkpoint: {e}"));
+            }
+        }
+        if let Some(ticket) = flush {
+            queue.ack_flush(ticket);
+        }
+        if !alive {
+            return;
+        }
+    }
+}
+
+/// The JSON-lines file sink. See the module docs.
+///
+/// ```
+/// use palisade_audit::file::{JsonlConfig, JsonlSink, verify_trail};
+/// use palisade_audit::{Action, AuditEvent, AuditSink};
+/// use palisade_core::time::UnixTime;
+///
+/// let dir = std::env::temp_dir().join(format!("palisade-audit-doc-{}", std::process::id()));
+/// let sink = JsonlSink::open(JsonlConfig::new(&dir, "audit"))?;
+/// sink.record(AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(1)).meta("password", "hunter2"));
+/// sink.flush()?; // durable from here on
+/// let report = verify_trail(&dir, "audit", &[])?;
+/// assert!(report.verdict.is_intact());
+/// # sink.shutdown()?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct JsonlSink {
+    queue: Arc<Queue<AuditEvent>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("stats", &self.queue.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonlSink {
+    /// Opens (or resumes) the trail and starts the writer thread.
+    ///
+    /// # Errors
+    /// [`AuditError::Io`] if the directory or files cannot be opened; [`AuditError::Json`] if
+    /// the newest record cannot be read to resume the chain.
+    pub fn open(config: JsonlConfig) -> Result<Self, AuditError> {
+        let queue = Arc::new(Queue::new(config.capacity, config.overflow));
+        let flush_timeout = config.flush_timeout;
+        let writer = Writer::open(config)?;
+        let q = Arc::clone(&queue);
+        let thread = std::thread::Builder::new()
+            .name("palisade-audit-jsonl".into())
+            .spawn(move || run(writer, &q))?;
+        Ok(Self {
+            queue,
+            thread: Mutex::new(Some(thread)),
+            flush_timeout,
+        })
+    }
+
+    /// Waits until every event recorded before this call is written per the durability policy
+    /// (and checkpointed, if a signer is configured).
+    ///
+    /// # Errors
+    /// [`AuditError::Pending`] if the flush timeout passes first (the events stay queued).
+    pub fn flush(&self) -> Result<(), AuditError> {
+        self.queue.wait_durable(self.flush_timeout)
+    }
+
+    /// Stops accepting events, writes what is queued, signs a final checkpoint and stops the
+    /// writer. Later `record` calls drop their events (counted in [`SinkStats::dropped`]).
+    ///
+    /// # Errors
+    /// [`AuditError::Pending`] if the writer did not finish within the flush timeout.
+    pub fn shutdown(&self) -> Result<(), AuditError> {
+        let result = self.queue.wait_durable(self.flush_timeout);
+        self.queue.close();
+        if result.is_ok() {
+            let handle = self
+                .thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(h) = handle {
+                let _ = h.join();
+            }
+        }
+        result
+    }
+
+    /// The sink's counters.
+    pub fn stats(&self) -> SinkStats {
+        self.queue.stats()
+    }
+}
+
+impl AuditSink for JsonlSink {
+    fn record(&self, event: AuditEvent) {
+        self.queue.push(event);
+    }
+}
+
+impl Drop for JsonlSink {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

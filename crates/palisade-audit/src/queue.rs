@@ -1,0 +1,202 @@
+//! The bounded hand-off between `record()` and a sink's background writer.
+//!
+//! `record()` pushes under a mutex (no I/O); the writer takes everything queued as one batch,
+//! writes it, then marks it done. `flush` waits until everything pushed before it is done.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::AuditError;
+use crate::sink::{Overflow, SinkStats};
+
+#[derive(Debug)]
+struct State<T> {
+    buf: VecDeque<T>,
+    enqueued: u64,
+    done: u64,
+    dropped: u64,
+    blocked: u64,
+    closed: bool,
+    failures: u64,
+    last_error: Option<String>,
+    flush_requested: u64,
+    flush_acked: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Queue<T> {
+    state: Mutex<State<T>>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    progress: Condvar,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+impl<T> Queue<T> {
+    pub(crate) fn new(capacity: usize, overflow: Overflow) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            state: Mutex::new(State {
+                buf: VecDeque::with_capacity(capacity.min(1 << 16)),
+                enqueued: 0,
+                done: 0,
+                dropped: 0,
+                blocked: 0,
+                closed: false,
+                failures: 0,
+                last_error: None,
+                flush_requested: 0,
+                flush_acked: 0,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            progress: Condvar::new(),
+            capacity,
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `item`; false if it was dropped (queue full under `Overflow::DropNewest`, or
+    /// closed).
+    pub(crate) fn push(&self, item: T) -> bool {
+        let mut s = self.lock();
+        if s.buf.len() >= self.capacity && !s.closed {
+            match self.overflow {
+                Overflow::DropNewest => {
+                    s.dropped = s.dropped.saturating_add(1);
+                    return false;
+                }
+                Overflow::Block => {
+                    s.blocked = s.blocked.saturating_add(1);
+                    while s.buf.len() >= self.capacity && !s.closed {
+                        s = self
+                            .not_full
+                            .wait(s)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                }
+            }
+        }
+        if s.closed {
+            s.dropped = s.dropped.saturating_add(1);
+            return false;
+        }
+        let was_empty = s.buf.is_empty();
+        s.buf.push_back(item);
+        s.enqueued = s.enqueued.saturating_add(1);
+        drop(s);
+        if was_empty {
+            self.not_empty.notify_one();
+        }
+        true
+    }
+
+    /// Moves up to `max` items into `out`, waiting up to `wait` for the first. Returns
+    /// `false` once the queue is closed and empty, and the flush ticket to acknowledge (with
+    /// [`Queue::ack_flush`]) once `out` is durable, if a flush is waiting and `out` empties the
+    /// queue.
+    pub(crate) fn take(&self, out: &mut Vec<T>, max: usize, wait: Duration) -> (bool, Option<u64>) {
+        let mut s = self.lock();
+        let deadline = Instant::now() + wait;
+        while s.buf.is_empty() && !s.closed && s.flush_requested == s.flush_acked {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            s = self
+                .not_empty
+                .wait_timeout(s, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let n = s.buf.len().min(max);
+        out.extend(s.buf.drain(..n));
+        let flush =
+            (s.flush_requested > s.flush_acked && s.buf.is_empty()).then_some(s.flush_requested);
+        let alive = !(s.closed && s.buf.is_empty() && out.is_empty());
+        drop(s);
+        if n > 0 {
+            self.not_full.notify_all();
+        }
+        (alive, flush)
+    }
+
+    /// Marks `n` taken items as durable.
+    pub(crate) fn complete(&self, n: usize) {
+        let mut s = self.lock();
+        s.done = s.done.saturating_add(n as u64);
+        s.last_error = None;
+        drop(s);
+        self.progress.notify_all();
+    }
+
+    /// Acknowledges a flush ticket from [`Queue::take`].
+    pub(crate) fn ack_flush(&self, ticket: u64) {
+        let mut s = self.lock();
+        s.flush_acked = s.flush_acked.max(ticket);
+        drop(s);
+        self.progress.notify_all();
+    }
+
+    /// Records a failed write attempt (the batch stays with the writer and is retried).
+    pub(crate) fn fail(&self, error: String) {
+        let mut s = self.lock();
+        s.failures = s.failures.saturating_add(1);
+        s.last_error = Some(error);
+    }
+
+    /// Whether the queue was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits until everything queued before this call is durable, or `timeout` passes.
+    pub(crate) fn wait_durable(&self, timeout: Duration) -> Result<(), AuditError> {
+        let mut s = self.lock();
+        let target = s.enqueued;
+        s.flush_requested = s.flush_requested.saturating_add(1);
+        let ticket = s.flush_requested;
+        self.not_empty.notify_one();
+        let deadline = Instant::now() + timeout;
+        while s.done < target || (s.flush_acked < ticket && !s.closed) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(AuditError::Pending {
+                    pending: target.saturating_sub(s.done),
+                });
+            }
+            s = self
+                .progress
+                .wait_timeout(s, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        Ok(())
+    }
+
+    /// Stops accepting items; the writer drains what is queued and exits.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+
+    pub(crate) fn stats(&self) -> SinkStats {
+        let s = self.lock();
+        SinkStats {
+            enqueued: s.enqueued,
+            written: s.done,
+            pending: s.enqueued.saturating_sub(s.done),
+            dropped: s.dropped,
+            blocked: s.blocked,
+            write_failures: s.failures,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
