@@ -598,6 +598,15 @@ impl Evaluation<'_> {
         self.mismatched + usize::from(self.denied.is_some())
     }
 
+    /// Records that the chain validated when no path had to be looked at (no pins to enforce,
+    /// nothing denied). Does nothing otherwise.
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    pub(crate) fn validated_without_paths(&mut self) {
+        if !self.needs_paths() {
+            self.accepted = true;
+        }
+    }
+
     /// Looks at one verified path; `true` accepts it (and ends path building).
     pub(crate) fn path(&mut self, certs: &[CertDigests]) -> bool {
         if let Some(bad) = certs.iter().find(|c| self.policy.deny.contains(&c.spki)) {

@@ -258,10 +258,15 @@ impl ServerCertVerifier for PinningVerifier {
             None,
             callback,
         );
-        let evaluation = evaluation.into_inner();
-        if built.is_err() && evaluation.rejected_paths() == 0 {
+        let mut evaluation = evaluation.into_inner();
+        match built {
+            Ok(_) => evaluation.validated_without_paths(),
             // No path validated at all: an ordinary validation failure.
-            return Err(self.validation_error(end_entity, intermediates, now));
+            Err(_) if evaluation.rejected_paths() == 0 => {
+                return Err(self.validation_error(end_entity, intermediates, now));
+            }
+            // Every validated path was rejected by the pins or the deny list.
+            Err(_) => {}
         }
         if cert.verify_is_valid_for_subject_name(server_name).is_err() {
             return Err(match ParsedCertificate::try_from(end_entity) {
