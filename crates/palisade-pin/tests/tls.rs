@@ -4,6 +4,8 @@
 //! intermediate, leaf), a rogue CA that is also trusted (a compromised or coerced public CA)
 //! issuing a valid leaf for the same name, and a cross-signed root.
 #![cfg(feature = "rustls")]
+// Test helpers: a failed set-up step is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
