@@ -1,0 +1,699 @@
+//! [`FieldCipher`]: encrypt and decrypt column values under a keyring.
+//!
+//! Built once from a [`Keyring`] (keys are expanded once, not per call), then shared (`Send +
+//! Sync`; wrap it in an `Arc`). Every call takes a [`Context`] that is bound into the value.
+//!
+//! # Nonces and the AES-GCM bound
+//! AES-256-GCM with random 96-bit nonces is safe for at most 2^32 encryptions per key (NIST SP
+//! 800-38D, section 8.3): beyond that the chance of a repeated nonce, which breaks both
+//! confidentiality and integrity, passes 2^-32. The cipher counts encryptions per key in this
+//! process ([`FieldCipher::usage`]) and by default refuses to encrypt past
+//! [`AES_GCM_RANDOM_NONCE_LIMIT`] with [`FieldError::LimitReached`]. The count is per process:
+//! add up [`KeyUsage::encryptions`] across instances (and restarts) in your metrics, and rotate
+//! well before the bound; quarterly rotation keeps ordinary services far below it. For higher
+//! volumes use [`Algorithm::XChaCha20Poly1305`], whose 192-bit random nonces have no practical
+//! bound.
+//!
+//! # Backends
+//! [`Backend::Ring`] (default) uses ring's AES-256-GCM; [`Backend::RustCrypto`] uses the pure-Rust
+//! `aes-gcm` crate (constant-time bitsliced AES when AES-NI is absent). Both produce identical
+//! bytes and read each other's values. XChaCha20-Poly1305 always comes from `chacha20poly1305`.
+//!
+//! # Errors
+//! See [`FieldError`]. Decryption failures are opaque and recorded as
+//! [`Action::DecryptionFailed`] audit events (resource `table.column`, record id, key id, reason:
+//! never plaintext or key material).
+//!
+//! # Panics
+//! None.
+//!
+//! # Security notes
+//! ring's and RustCrypto's expanded key schedules do not all zeroize on drop; the raw key bytes
+//! live in the [`Keyring`]'s zeroizing storage. Drop the keyring once the cipher is built if you
+//! do not need it.
+
+use core::fmt;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::XChaCha20Poly1305;
+use hkdf::Hkdf;
+use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
+use palisade_core::keyring::{Key, KeyId, KeyState, Keyring};
+use palisade_core::random::{OsRandom, SecureRandom, SystemRandom};
+use palisade_core::time::{Clock, SystemClock};
+use ring::aead as ra;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::context::{Context, RowId};
+use crate::envelope::{self, Algorithm, Header, MAX_FIELD_KEY_ID_LEN, TAG_LEN};
+use crate::error::FieldError;
+
+/// The NIST SP 800-38D bound on random-nonce AES-GCM encryptions under one key: 2^32.
+pub const AES_GCM_RANDOM_NONCE_LIMIT: u64 = 1 << 32;
+
+/// The key length every field key must have: 32 bytes.
+pub const KEY_LEN: usize = 32;
+
+const SUBKEY_INFO: &[u8] = b"palisade-field column key v1";
+
+/// The AES-256-GCM implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// ring (assembly, AES-NI/CLMUL where present): the fast default.
+    #[default]
+    Ring,
+    /// The pure-Rust `aes-gcm` crate, for builds that do not want ring.
+    RustCrypto,
+}
+
+/// One key expanded for one AEAD.
+// ring's key sits inline: it is the hot path, and boxing it would add a pointer chase per call.
+#[allow(clippy::large_enum_variant)]
+enum Prepared {
+    Ring(ra::LessSafeKey),
+    RustCrypto(Box<aes_gcm::Aes256Gcm>),
+    XChaCha(Box<XChaCha20Poly1305>),
+}
+
+impl Prepared {
+    fn new(backend: Backend, algorithm: Algorithm, key: &[u8]) -> Result<Self, FieldError> {
+        let bad = || FieldError::malformed("key must be 32 bytes");
+        Ok(match (algorithm, backend) {
+            (Algorithm::Aes256Gcm, Backend::Ring) => Self::Ring(ra::LessSafeKey::new(
+                ra::UnboundKey::new(&ra::AES_256_GCM, key).map_err(|_| bad())?,
+            )),
+            (Algorithm::Aes256Gcm, Backend::RustCrypto) => Self::RustCrypto(Box::new(
+                aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| bad())?,
+            )),
+            (Algorithm::XChaCha20Poly1305, _) => Self::XChaCha(Box::new(
+                XChaCha20Poly1305::new_from_slice(key).map_err(|_| bad())?,
+            )),
+        })
+    }
+
+    /// Seals `buf` in place and returns the tag.
+    fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], FieldError> {
+        let fail = |_| FieldError::malformed("value too long to seal");
+        let mut tag = [0u8; TAG_LEN];
+        match self {
+            Self::Ring(key) => {
+                let nonce = ra::Nonce::try_assume_unique_for_key(nonce).map_err(fail)?;
+                let t = key
+                    .seal_in_place_separate_tag(nonce, ra::Aad::from(aad), buf)
+                    .map_err(fail)?;
+                tag.copy_from_slice(t.as_ref());
+            }
+            Self::RustCrypto(key) => {
+                let nonce = nonce_12(nonce)?;
+                let t = key
+                    .encrypt_in_place_detached(&nonce.into(), aad, buf)
+                    .map_err(|_| FieldError::malformed("value too long to seal"))?;
+                tag.copy_from_slice(&t);
+            }
+            Self::XChaCha(key) => {
+                let nonce: [u8; 24] = nonce
+                    .try_into()
+                    .map_err(|_| FieldError::malformed("bad nonce length"))?;
+                let t = key
+                    .encrypt_in_place_detached(&nonce.into(), aad, buf)
+                    .map_err(|_| FieldError::malformed("value too long to seal"))?;
+                tag.copy_from_slice(&t);
+            }
+        }
+        Ok(tag)
+    }
+
+    /// Opens `buf` (sealed data then tag) in place; returns the plaintext length.
+    fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<usize, FieldError> {
+        let data_len = buf
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(FieldError::Authentication)?;
+        match self {
+            Self::Ring(key) => {
+                let nonce = ra::Nonce::try_assume_unique_for_key(nonce)
+                    .map_err(|_| FieldError::Authentication)?;
+                key.open_in_place(nonce, ra::Aad::from(aad), buf)
+                    .map(|p| p.len())
+                    .map_err(|_| FieldError::Authentication)
+            }
+            Self::RustCrypto(key) => {
+                let nonce = nonce_12(nonce)?;
+                let (data, tag) = buf.split_at_mut(data_len);
+                let tag: [u8; TAG_LEN] =
+                    (&*tag).try_into().map_err(|_| FieldError::Authentication)?;
+                key.decrypt_in_place_detached(&nonce.into(), aad, data, &tag.into())
+                    .map(|()| data_len)
+                    .map_err(|_| FieldError::Authentication)
+            }
+            Self::XChaCha(key) => {
+                let nonce: [u8; 24] = nonce.try_into().map_err(|_| FieldError::Authentication)?;
+                let (data, tag) = buf.split_at_mut(data_len);
+                let tag: [u8; TAG_LEN] =
+                    (&*tag).try_into().map_err(|_| FieldError::Authentication)?;
+                key.decrypt_in_place_detached(&nonce.into(), aad, data, &tag.into())
+                    .map(|()| data_len)
+                    .map_err(|_| FieldError::Authentication)
+            }
+        }
+    }
+}
+
+fn nonce_12(nonce: &[u8]) -> Result<[u8; 12], FieldError> {
+    nonce.try_into().map_err(|_| FieldError::Authentication)
+}
+
+/// A keyring entry, expanded once.
+struct CipherKey {
+    id: KeyId,
+    state: KeyState,
+    aes: Prepared,
+    xchacha: Prepared,
+    kdf: Hkdf<Sha256>,
+    encryptions: AtomicU64,
+}
+
+impl CipherKey {
+    fn new(key: &Key, backend: Backend) -> Result<Self, FieldError> {
+        let material = key.material().expose_secret();
+        Ok(Self {
+            id: key.id().clone(),
+            state: key.state(),
+            aes: Prepared::new(backend, Algorithm::Aes256Gcm, material)?,
+            xchacha: Prepared::new(backend, Algorithm::XChaCha20Poly1305, material)?,
+            kdf: Hkdf::<Sha256>::new(None, material),
+            encryptions: AtomicU64::new(0),
+        })
+    }
+
+    fn prepared(&self, algorithm: Algorithm) -> &Prepared {
+        match algorithm {
+            Algorithm::Aes256Gcm => &self.aes,
+            Algorithm::XChaCha20Poly1305 => &self.xchacha,
+        }
+    }
+
+    /// The key for this value: the key itself, or its per-column subkey.
+    fn for_value(
+        &self,
+        backend: Backend,
+        algorithm: Algorithm,
+        subkey: bool,
+        ctx: &Context<'_>,
+    ) -> Result<ValueKey<'_>, FieldError> {
+        if !subkey {
+            return Ok(ValueKey::Borrowed(self.prepared(algorithm)));
+        }
+        let table = ctx.table_name().as_bytes();
+        let column = ctx.column_name().as_bytes();
+        let too_long = || FieldError::malformed("a context part is longer than 65535 bytes");
+        let tlen = u16::try_from(table.len())
+            .map_err(|_| too_long())?
+            .to_be_bytes();
+        let clen = u16::try_from(column.len())
+            .map_err(|_| too_long())?
+            .to_be_bytes();
+        let mut okm = Zeroizing::new([0u8; KEY_LEN]);
+        self.kdf
+            .expand_multi_info(&[SUBKEY_INFO, &tlen, table, &clen, column], &mut *okm)
+            .map_err(|_| FieldError::malformed("subkey derivation failed"))?;
+        Ok(ValueKey::Derived(Box::new(Prepared::new(
+            backend, algorithm, &*okm,
+        )?)))
+    }
+}
+
+/// A prepared key for one value: the key's own, or a freshly derived subkey.
+enum ValueKey<'a> {
+    Borrowed(&'a Prepared),
+    Derived(Box<Prepared>),
+}
+
+impl core::ops::Deref for ValueKey<'_> {
+    type Target = Prepared;
+    fn deref(&self) -> &Prepared {
+        match self {
+            Self::Borrowed(p) => p,
+            Self::Derived(p) => p,
+        }
+    }
+}
+
+/// How many values a key sealed in this process. See the [module documentation](self) for the
+/// bound it is measured against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The key.
+    pub id: KeyId,
+    /// Its state.
+    pub state: KeyState,
+    /// Encryptions under it since this cipher was built.
+    pub encryptions: u64,
+}
+
+/// Configures a [`FieldCipher`]; from [`FieldCipher::builder`].
+pub struct FieldCipherBuilder<'a> {
+    keyring: &'a Keyring,
+    backend: Backend,
+    algorithm: Algorithm,
+    column_subkeys: bool,
+    limit: Option<u64>,
+    audit: Arc<dyn AuditSink>,
+    rng: Arc<dyn SecureRandom>,
+}
+
+impl FieldCipherBuilder<'_> {
+    /// The AES-256-GCM implementation (default [`Backend::Ring`]).
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The AEAD for new values (default [`Algorithm::Aes256Gcm`]). Values under any algorithm
+    /// are always readable.
+    #[must_use]
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        if algorithm == Algorithm::XChaCha20Poly1305
+            && self.limit == Some(AES_GCM_RANDOM_NONCE_LIMIT)
+        {
+            self.limit = None;
+        }
+        self
+    }
+
+    /// Seal new values under a subkey derived per table and column with HKDF-SHA256 (recorded
+    /// in the header, so old and new values stay readable). Costs one HKDF-Expand and one key
+    /// expansion per call (roughly a microsecond); it limits what one leaked column key exposes
+    /// and splits the nonce budget per column.
+    #[must_use]
+    pub fn column_subkeys(mut self, on: bool) -> Self {
+        self.column_subkeys = on;
+        self
+    }
+
+    /// Refuse to encrypt under a key once this cipher sealed `limit` values with it (`None`: no
+    /// limit). Default: [`AES_GCM_RANDOM_NONCE_LIMIT`] for AES-256-GCM, none for XChaCha.
+    #[must_use]
+    pub fn encryption_limit(mut self, limit: Option<u64>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Where audit events go (default [`NoopSink`]).
+    #[must_use]
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = sink;
+        self
+    }
+
+    /// The nonce source (default [`SystemRandom`]).
+    #[must_use]
+    pub fn random(mut self, rng: Arc<dyn SecureRandom>) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// Expands every key once and builds the cipher.
+    ///
+    /// # Errors
+    /// [`FieldError::Keyring`]: a key that is not 32 bytes ([`palisade_core::keyring::KeyringError::WrongLength`]),
+    /// no active key; [`FieldError::Malformed`] for a key id longer than
+    /// [`MAX_FIELD_KEY_ID_LEN`].
+    pub fn build(self) -> Result<FieldCipher, FieldError> {
+        self.keyring.require_len(KEY_LEN)?;
+        let active_id = self.keyring.active()?.id().clone();
+        let mut keys = Vec::new();
+        let mut active = 0;
+        for key in self.keyring.keys() {
+            if key.id().as_bytes().len() > MAX_FIELD_KEY_ID_LEN {
+                return Err(FieldError::malformed(
+                    "field key ids may be at most 16 bytes long",
+                ));
+            }
+            if *key.id() == active_id {
+                active = keys.len();
+            }
+            keys.push(CipherKey::new(key, self.backend)?);
+        }
+        Ok(FieldCipher {
+            keys,
+            active,
+            backend: self.backend,
+            algorithm: self.algorithm,
+            column_subkeys: self.column_subkeys,
+            limit: self.limit,
+            audit: self.audit,
+            rng: self.rng,
+        })
+    }
+}
+
+/// Encrypts and decrypts field values. See the [module documentation](self) and the crate
+/// documentation for the format.
+pub struct FieldCipher {
+    keys: Vec<CipherKey>,
+    active: usize,
+    backend: Backend,
+    algorithm: Algorithm,
+    column_subkeys: bool,
+    limit: Option<u64>,
+    audit: Arc<dyn AuditSink>,
+    rng: Arc<dyn SecureRandom>,
+}
+
+impl FieldCipher {
+    /// A builder with the defaults: ring, AES-256-GCM, no subkeys, no audit, [`SystemRandom`].
+    pub fn builder(keyring: &Keyring) -> FieldCipherBuilder<'_> {
+        FieldCipherBuilder {
+            keyring,
+            backend: Backend::Ring,
+            algorithm: Algorithm::Aes256Gcm,
+            column_subkeys: false,
+            limit: Some(AES_GCM_RANDOM_NONCE_LIMIT),
+            audit: Arc::new(NoopSink),
+            rng: Arc::new(SystemRandom),
+        }
+    }
+
+    /// A cipher with the defaults.
+    ///
+    /// # Errors
+    /// As [`FieldCipherBuilder::build`].
+    pub fn new(keyring: &Keyring) -> Result<Self, FieldError> {
+        Self::builder(keyring).build()
+    }
+
+    /// A cipher with the defaults over the keyring in environment variable `name` (text form
+    /// `id:state:base64`, see [`palisade_core::keyring`]). Fails fast, naming what is wrong,
+    /// when the variable is unset or malformed: call it at start-up and refuse to start on error.
+    ///
+    /// # Errors
+    /// [`FieldError::Keyring`], then as [`FieldCipherBuilder::build`].
+    pub fn from_env(name: &str) -> Result<Self, FieldError> {
+        Self::new(&Keyring::from_env(name)?)
+    }
+
+    /// The id of the key that seals new values.
+    pub fn active_key_id(&self) -> &KeyId {
+        &self.active_key().id
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Encryptions per key since the cipher was built.
+    pub fn usage(&self) -> Vec<KeyUsage> {
+        self.keys
+            .iter()
+            .map(|k| KeyUsage {
+                id: k.id.clone(),
+                state: k.state,
+                encryptions: k.encryptions.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    #[allow(clippy::indexing_slicing)] // `active` is an index into `keys` set by the builder.
+    fn active_key(&self) -> &CipherKey {
+        &self.keys[self.active]
+    }
+
+    /// Encrypts `plaintext` for `ctx` under the active key; returns the raw form (for `bytea`).
+    ///
+    /// # Errors
+    /// [`FieldError::LimitReached`], [`FieldError::Random`], [`FieldError::Malformed`] for a
+    /// context part over 65 535 bytes.
+    pub fn encrypt(&self, plaintext: &[u8], ctx: &Context<'_>) -> Result<Vec<u8>, FieldError> {
+        let key = self.active_key();
+        let n = key.encryptions.fetch_add(1, Ordering::Relaxed);
+        if self.limit.is_some_and(|limit| n >= limit) {
+            key.encryptions.fetch_sub(1, Ordering::Relaxed);
+            return Err(FieldError::LimitReached { id: key.id.clone() });
+        }
+        let algorithm = self.algorithm;
+        let nonce_len = algorithm.nonce_len();
+        let mut nonce_buf = [0u8; 24];
+        let nonce = nonce_buf
+            .get_mut(..nonce_len)
+            .ok_or(FieldError::malformed("bad nonce length"))?;
+        self.rng.fill(nonce)?;
+        let id = key.id.as_bytes();
+        let header_len = 3 + id.len() + nonce_len;
+        let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
+        envelope::write_header(&mut out, algorithm, self.column_subkeys, id, nonce);
+        out.extend_from_slice(plaintext);
+        let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
+        let (header, body) = out
+            .split_at_mut_checked(header_len)
+            .ok_or(FieldError::malformed("bad header"))?;
+        let tag = with_aad(header, ctx, |aad| prepared.seal(nonce, aad, body))??;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Encrypts and returns the text form (`pal1:...`, for text columns).
+    ///
+    /// # Errors
+    /// As [`FieldCipher::encrypt`].
+    pub fn encrypt_text(&self, plaintext: &[u8], ctx: &Context<'_>) -> Result<String, FieldError> {
+        self.encrypt(plaintext, ctx)
+            .map(|raw| envelope::encode_text(&raw))
+    }
+
+    /// Decrypts a stored value in either form (raw or `pal1:` text).
+    ///
+    /// # Errors
+    /// [`FieldError::Malformed`], [`FieldError::UnknownKey`], [`FieldError::KeyRetired`],
+    /// [`FieldError::Authentication`] (wrong key, context or bytes). Each failure is recorded as
+    /// an [`Action::DecryptionFailed`] audit event.
+    pub fn decrypt(
+        &self,
+        stored: impl AsRef<[u8]>,
+        ctx: &Context<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+        let stored = stored.as_ref();
+        self.open(stored, ctx)
+            .inspect_err(|e| self.record_failure(e, stored, ctx))
+    }
+
+    /// Decrypts a value that holds UTF-8 text.
+    ///
+    /// # Errors
+    /// As [`FieldCipher::decrypt`]; [`FieldError::Malformed`] when the plaintext is not UTF-8.
+    pub fn decrypt_string(
+        &self,
+        stored: impl AsRef<[u8]>,
+        ctx: &Context<'_>,
+    ) -> Result<Zeroizing<String>, FieldError> {
+        let mut bytes = self.decrypt(stored, ctx)?;
+        let text = String::from_utf8(core::mem::take(&mut *bytes))
+            .map_err(|_| FieldError::malformed("plaintext is not utf-8"))?;
+        Ok(Zeroizing::new(text))
+    }
+
+    fn open(&self, stored: &[u8], ctx: &Context<'_>) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+        let raw = envelope::to_raw(stored)?;
+        let header = Header::parse(&raw)?;
+        let key = self.key_for(header.key_id_bytes())?;
+        let prepared = key.for_value(
+            self.backend,
+            header.algorithm(),
+            header.column_subkey(),
+            ctx,
+        )?;
+        let (head, body) = raw
+            .split_at_checked(header.len())
+            .ok_or(FieldError::malformed("truncated ciphertext"))?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let len = with_aad(head, ctx, |aad| {
+            prepared.open(header.nonce(), aad, &mut buf)
+        })??;
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    fn key_for(&self, id: &[u8]) -> Result<&CipherKey, FieldError> {
+        match self.keys.iter().find(|k| k.id.as_bytes() == id) {
+            Some(k) if k.state == KeyState::Retired => {
+                Err(FieldError::KeyRetired { id: k.id.clone() })
+            }
+            Some(k) => Ok(k),
+            None => Err(FieldError::UnknownKey {
+                id: KeyId::from_bytes(id).map_err(|_| FieldError::malformed("bad key id"))?,
+            }),
+        }
+    }
+
+    /// Whether a stored value (either form) should be rewrapped: it was not sealed by the active
+    /// key with this cipher's algorithm and subkey setting. Reads only the header (for the text
+    /// form, only the first 80 characters are decoded); verifies nothing.
+    ///
+    /// # Errors
+    /// [`FieldError::Malformed`] when the header does not parse.
+    pub fn needs_rotation(&self, stored: impl AsRef<[u8]>) -> Result<bool, FieldError> {
+        let stored = stored.as_ref();
+        let prefix = header_prefix(stored)?;
+        let header = Header::parse_prefix(&prefix)?;
+        Ok(header.key_id_bytes() != self.active_key().id.as_bytes()
+            || header.algorithm() != self.algorithm
+            || header.column_subkey() != self.column_subkeys)
+    }
+
+    /// Decrypts a stored value and seals it again under the active key for the same context, in
+    /// the same form (raw stays raw, text stays text).
+    ///
+    /// # Errors
+    /// As [`FieldCipher::decrypt`] and [`FieldCipher::encrypt`].
+    pub fn rewrap(
+        &self,
+        stored: impl AsRef<[u8]>,
+        ctx: &Context<'_>,
+    ) -> Result<Vec<u8>, FieldError> {
+        let stored = stored.as_ref();
+        let plaintext = self.decrypt(stored, ctx)?;
+        if envelope::is_text(stored) {
+            self.encrypt_text(&plaintext, ctx).map(String::into_bytes)
+        } else {
+            self.encrypt(&plaintext, ctx)
+        }
+    }
+
+    /// [`FieldCipher::rewrap`] for a text-form value.
+    ///
+    /// # Errors
+    /// As [`FieldCipher::rewrap`].
+    pub fn rewrap_text(&self, stored: &str, ctx: &Context<'_>) -> Result<String, FieldError> {
+        let plaintext = self.decrypt(stored, ctx)?;
+        self.encrypt_text(&plaintext, ctx)
+    }
+
+    pub(crate) fn audit_sink(&self) -> &dyn AuditSink {
+        &*self.audit
+    }
+
+    fn record_failure(&self, err: &FieldError, stored: &[u8], ctx: &Context<'_>) {
+        let reason = match err {
+            FieldError::Authentication => "authentication",
+            FieldError::UnknownKey { .. } => "unknown_key",
+            FieldError::KeyRetired { .. } => "key_retired",
+            _ => "malformed",
+        };
+        let mut event = AuditEvent::new(Action::DecryptionFailed, SystemClock.now())
+            .resource(format!("{}.{}", ctx.table_name(), ctx.column_name()))
+            .record_id(row_label(ctx.row_id()))
+            .meta("reason", reason);
+        if let Ok(prefix) = header_prefix(stored)
+            && let Ok(h) = Header::parse_prefix(&prefix)
+            && let Ok(id) = h.key_id()
+        {
+            event = event.meta("key_id", id.as_str());
+        }
+        if let Some(t) = ctx.tenant_name() {
+            event = event.tenant(t);
+        }
+        self.audit.record(event);
+    }
+}
+
+impl fmt::Debug for FieldCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldCipher")
+            .field(
+                "keys",
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| (k.id.as_str(), k.state))
+                    .collect::<Vec<_>>(),
+            )
+            .field("active", &self.active_key().id)
+            .field("backend", &self.backend)
+            .field("algorithm", &self.algorithm)
+            .field("column_subkeys", &self.column_subkeys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A row id as text for audit events.
+pub(crate) fn row_label(row: RowId<'_>) -> String {
+    match row {
+        RowId::Int(i) => i.to_string(),
+        RowId::Bytes(b) => match core::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        },
+    }
+}
+
+/// The first bytes of a stored value's raw form: enough for any header.
+fn header_prefix(stored: &[u8]) -> Result<Cow<'_, [u8]>, FieldError> {
+    use base64::Engine as _;
+    match stored.strip_prefix(envelope::TEXT_PREFIX.as_bytes()) {
+        // 80 base64 characters decode to 60 bytes, more than the longest header (59).
+        Some(body) => {
+            let take = body.len().min(80) & !3;
+            let chunk = body.get(..take).unwrap_or_default();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(chunk)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body))
+                .map(Cow::Owned)
+                .map_err(|_| FieldError::malformed("text form is not base64url"))
+        }
+        None => Ok(Cow::Borrowed(stored)),
+    }
+}
+
+/// Runs `f` on header ‖ encoded context, on the stack when it fits.
+fn with_aad<R>(
+    header: &[u8],
+    ctx: &Context<'_>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, FieldError> {
+    const STACK: usize = 256;
+    let len = header.len() + ctx.encoded_len();
+    if len <= STACK {
+        let mut buf = [0u8; STACK];
+        let mut w = crate::context::Writer::new(&mut buf);
+        w.put(header)?;
+        ctx.encode_to(&mut w)?;
+        let n = w.position();
+        Ok(f(buf.get(..n).unwrap_or_default()))
+    } else {
+        let mut buf = Vec::with_capacity(len);
+        buf.extend_from_slice(header);
+        ctx.encode_into(&mut buf)?;
+        Ok(f(&buf))
+    }
+}
+
+/// A new random 32-byte field key in the keyring text form `id:state:base64`, drawn from the
+/// operating system. Phase one of a rotation adds it as [`KeyState::DecryptOnly`].
+///
+/// ```
+/// use palisade_core::keyring::KeyState;
+/// let spec = palisade_field::generate_key("2027q1", KeyState::DecryptOnly)?;
+/// assert!(spec.starts_with("2027q1:decrypt-only:"));
+/// # Ok::<(), palisade_field::FieldError>(())
+/// ```
+///
+/// # Errors
+/// [`FieldError::Keyring`] for a bad id or one over 16 bytes; [`FieldError::Random`].
+pub fn generate_key(id: &str, state: KeyState) -> Result<Zeroizing<String>, FieldError> {
+    if id.len() > MAX_FIELD_KEY_ID_LEN {
+        return Err(FieldError::malformed(
+            "field key ids may be at most 16 bytes long",
+        ));
+    }
+    let key = Key::generate(KeyId::new(id)?, state, KEY_LEN, &OsRandom)?;
+    Ok(key.expose_spec())
+}

@@ -1,0 +1,246 @@
+//! The context a value is bound to: table, column, row and optional tenant.
+//!
+//! Every encryption and decryption takes a [`Context`]. Its canonical encoding becomes part of
+//! the AEAD associated data, so a ciphertext copied to another row, column, table or tenant fails
+//! to decrypt with [`crate::FieldError::Authentication`] instead of yielding another row's secret.
+//!
+//! # Encoding
+//! Unambiguous by construction: every part is length-prefixed, and the row id carries a type
+//! tag, so no two different contexts encode to the same bytes.
+//!
+//! ```text
+//! u16 BE len | table | u16 BE len | column | row | tenant
+//! row    = 0x01 | i64 BE                 (integer id)
+//!        | 0x02 | u16 BE len | bytes     (text or binary id, e.g. a UUID)
+//! tenant = 0x00                          (none)
+//!        | 0x01 | u16 BE len | bytes
+//! ```
+//!
+//! Each part may be at most 65 535 bytes; a longer part is refused with
+//! [`crate::FieldError::Malformed`].
+//!
+//! # Panics
+//! None.
+
+use crate::error::FieldError;
+
+/// A row's identity inside its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RowId<'a> {
+    /// An integer primary key.
+    Int(i64),
+    /// Any other key (text, UUID bytes, a composite key you encoded yourself).
+    Bytes(&'a [u8]),
+}
+
+impl From<i64> for RowId<'_> {
+    fn from(id: i64) -> Self {
+        Self::Int(id)
+    }
+}
+
+impl From<i32> for RowId<'_> {
+    fn from(id: i32) -> Self {
+        Self::Int(i64::from(id))
+    }
+}
+
+impl<'a> From<&'a str> for RowId<'a> {
+    fn from(id: &'a str) -> Self {
+        Self::Bytes(id.as_bytes())
+    }
+}
+
+impl<'a> From<&'a [u8]> for RowId<'a> {
+    fn from(id: &'a [u8]) -> Self {
+        Self::Bytes(id)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for RowId<'a> {
+    fn from(id: &'a [u8; N]) -> Self {
+        Self::Bytes(id)
+    }
+}
+
+/// Where a value lives: bound into the ciphertext as associated data. Cheap to build (it only
+/// borrows).
+///
+/// ```
+/// use palisade_field::Context;
+///
+/// let ctx = Context::new("users", "phone", 42).tenant("acme");
+/// assert_eq!(ctx.column_name(), "phone");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Context<'a> {
+    table: &'a str,
+    column: &'a str,
+    row: RowId<'a>,
+    tenant: Option<&'a str>,
+}
+
+impl<'a> Context<'a> {
+    /// A context for `table`.`column` in row `row`.
+    pub fn new(table: &'a str, column: &'a str, row: impl Into<RowId<'a>>) -> Self {
+        Self {
+            table,
+            column,
+            row: row.into(),
+            tenant: None,
+        }
+    }
+
+    /// The same context, scoped to a tenant.
+    #[must_use]
+    pub fn tenant(mut self, tenant: &'a str) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// The same context for another row.
+    #[must_use]
+    pub fn with_row(mut self, row: impl Into<RowId<'a>>) -> Self {
+        self.row = row.into();
+        self
+    }
+
+    /// The table.
+    pub fn table_name(&self) -> &'a str {
+        self.table
+    }
+
+    /// The column.
+    pub fn column_name(&self) -> &'a str {
+        self.column
+    }
+
+    /// The row.
+    pub fn row_id(&self) -> RowId<'a> {
+        self.row
+    }
+
+    /// The tenant, if any.
+    pub fn tenant_name(&self) -> Option<&'a str> {
+        self.tenant
+    }
+
+    /// The encoded length (see the [module documentation](self)).
+    pub(crate) fn encoded_len(&self) -> usize {
+        let row = match self.row {
+            RowId::Int(_) => 9,
+            RowId::Bytes(b) => 3 + b.len(),
+        };
+        let tenant = self.tenant.map_or(1, |t| 3 + t.len());
+        4 + self.table.len() + self.column.len() + row + tenant
+    }
+
+    /// Appends the canonical encoding to `out`.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FieldError> {
+        let start = out.len();
+        out.resize(start + self.encoded_len(), 0);
+        let mut w = Writer::new(out.get_mut(start..).unwrap_or_default());
+        self.encode_to(&mut w)
+    }
+
+    /// Writes the canonical encoding through `w`.
+    pub(crate) fn encode_to(&self, w: &mut Writer<'_>) -> Result<(), FieldError> {
+        w.part(self.table.as_bytes())?;
+        w.part(self.column.as_bytes())?;
+        match self.row {
+            RowId::Int(id) => {
+                w.put(&[0x01])?;
+                w.put(&id.to_be_bytes())?;
+            }
+            RowId::Bytes(b) => {
+                w.put(&[0x02])?;
+                w.part(b)?;
+            }
+        }
+        match self.tenant {
+            None => w.put(&[0x00]),
+            Some(t) => {
+                w.put(&[0x01])?;
+                w.part(t.as_bytes())
+            }
+        }
+    }
+
+    /// The canonical encoding (see the [module documentation](self)).
+    ///
+    /// # Errors
+    /// [`FieldError::Malformed`] when a part is longer than 65 535 bytes.
+    pub fn to_bytes(self) -> Result<Vec<u8>, FieldError> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// A bounds-checked cursor over a fixed buffer.
+pub(crate) struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn put(&mut self, data: &[u8]) -> Result<(), FieldError> {
+        let end = self.pos + data.len();
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(FieldError::malformed("context encoding overflow"))?
+            .copy_from_slice(data);
+        self.pos = end;
+        Ok(())
+    }
+
+    fn part(&mut self, part: &[u8]) -> Result<(), FieldError> {
+        let len = u16::try_from(part.len())
+            .map_err(|_| FieldError::malformed("a context part is longer than 65535 bytes"))?;
+        self.put(&len.to_be_bytes())?;
+        self.put(part)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_length_prefixed_and_typed() {
+        let a = Context::new("ab", "c", 1).to_bytes().unwrap();
+        let b = Context::new("a", "bc", 1).to_bytes().unwrap();
+        assert_ne!(a, b);
+        let int = Context::new("t", "c", 0x3132).to_bytes().unwrap();
+        let text = Context::new("t", "c", "12").to_bytes().unwrap();
+        assert_ne!(int, text);
+        let none = Context::new("t", "c", 1).to_bytes().unwrap();
+        let empty_tenant = Context::new("t", "c", 1).tenant("").to_bytes().unwrap();
+        assert_ne!(none, empty_tenant);
+        assert_eq!(none, [0, 1, b't', 0, 1, b'c', 1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        for ctx in [
+            Context::new("t", "c", "xyz").tenant("acme"),
+            Context::new("", "", 7),
+        ] {
+            assert_eq!(ctx.to_bytes().unwrap().len(), ctx.encoded_len());
+        }
+    }
+
+    #[test]
+    fn oversized_parts_are_refused() {
+        let long = "x".repeat(70_000);
+        assert!(matches!(
+            Context::new(&long, "c", 1).to_bytes(),
+            Err(FieldError::Malformed { .. })
+        ));
+    }
+}
