@@ -1,2 +1,25 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod decision;
+mod deny_cache;
+mod error;
+pub mod gcra;
+#[cfg(feature = "tower")]
+pub mod http;
+pub mod limiter;
+pub mod lockout;
+pub mod memory;
+pub mod quota;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use config::{Allowlist, Config, IpNet, KeyKind, Policy};
+pub use decision::Decision;
+pub use error::RateLimitError;
+pub use gcra::GcraLimiter;
+pub use limiter::{FailPolicy, Limiter};
+pub use lockout::{Lockout, LockoutPolicy, LockoutStatus};
+pub use memory::MemoryLimiter;
+pub use quota::{Algorithm, Quota, QuotaResolver, SharedQuota};

@@ -1,0 +1,295 @@
+//! Decisions, and the pure functions that make them from a store's counts and `now`.
+//!
+//! A store ([`palisade_core::rate::RateStore`]) admits or refuses atomically and returns what it
+//! saw ([`RateCounts`]); [`decide`] turns that into everything an HTTP answer needs: allowed or
+//! denied, limit, remaining, reset and retry-after. It is a pure function of the counts, the
+//! quota and the cost, so it is the same for every store.
+//!
+//! # The sliding-window counter's error
+//! The counter assumes the previous fixed window's requests were spread evenly over it, so it
+//! can differ from the exact log in both directions:
+//! - it never admits more than the limit in any *fixed* window, and never more than twice the
+//!   limit in any sliding window (the worst case: a burst at the very end of one window, then a
+//!   steady stream through the next);
+//! - on the synthetic trace of `tests/counter_error.rs` (Poisson arrivals at 1.0, 1.5 and 3
+//!   times the limit per window, with bursts, 200 000 requests per rate), the decisions that
+//!   differ from the exact log's are reported by `cargo test -p palisade-ratelimit --test
+//!   counter_error -- --nocapture`; the figures are in the README.
+//!
+//! # Errors and panics
+//! None: the arithmetic saturates.
+
+use core::time::Duration;
+
+use palisade_core::rate::{RateCounts, weighted_previous};
+use palisade_core::time::UnixTime;
+
+use crate::quota::{Algorithm, Quota};
+
+/// The answer to a rate-limit check: everything the `RateLimit-*` and `Retry-After` headers
+/// need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Decision {
+    allowed: bool,
+    shadow_denied: bool,
+    limit: u64,
+    remaining: u64,
+    reset: Duration,
+    retry_after: Duration,
+}
+
+impl Decision {
+    /// An admission.
+    pub const fn allowed(limit: u64, remaining: u64, reset: Duration) -> Self {
+        Self {
+            allowed: true,
+            shadow_denied: false,
+            limit,
+            remaining,
+            reset,
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    /// A denial; `retry_after` is raised to at least a microsecond.
+    pub fn denied(limit: u64, reset: Duration, retry_after: Duration) -> Self {
+        let retry_after = retry_after.max(Duration::from_micros(1));
+        Self {
+            allowed: false,
+            shadow_denied: false,
+            limit,
+            remaining: 0,
+            reset: reset.max(retry_after),
+            retry_after,
+        }
+    }
+
+    /// An admission for a key that has no quota (allowlisted, or its resolver said none).
+    pub const fn unlimited() -> Self {
+        Self::allowed(u64::MAX, u64::MAX, Duration::ZERO)
+    }
+
+    /// This denial turned into an admission, remembering that it would have denied (shadow
+    /// mode).
+    pub const fn into_shadow(mut self) -> Self {
+        if !self.allowed {
+            self.allowed = true;
+            self.shadow_denied = true;
+        }
+        self
+    }
+
+    /// Whether to let the request through.
+    pub const fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Whether the request would have been denied, but shadow mode let it through.
+    pub const fn is_shadow_denied(&self) -> bool {
+        self.shadow_denied
+    }
+
+    /// The quota's limit per period.
+    pub const fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The cost that could still be spent now.
+    pub const fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The time until the whole quota is available again.
+    pub const fn reset(&self) -> Duration {
+        self.reset
+    }
+
+    /// For a denial, the time until the same request would be admitted (if nothing else is
+    /// spent meanwhile); `None` for an admission.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        if self.allowed && !self.shadow_denied {
+            None
+        } else {
+            Some(self.retry_after)
+        }
+    }
+}
+
+/// The decision for spending `cost` under `quota`, from the counts a store returned for that
+/// request (after an `Acquire` or a `Peek` of `cost`, or a `Refund` with cost 0).
+pub fn decide(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
+    match quota.algorithm() {
+        Algorithm::SlidingWindow => counter_decision(quota, cost, counts),
+        Algorithm::ExactLog => log_decision(quota, cost, counts),
+        #[allow(unreachable_patterns)]
+        _ => counter_decision(quota, cost, counts),
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The sliding-window counter's decision.
+pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
+    let limit = quota.limit();
+    let period = nanos(quota.period()).max(1_000);
+    let now = counts.now.as_nanos();
+    let start = counts.window_start.as_nanos();
+    let elapsed = now.saturating_sub(start);
+    let end = start.saturating_add(period);
+    let weighted = weighted_previous(counts.previous, elapsed, period);
+    let used = weighted.saturating_add(counts.current);
+    let reset = if counts.current > 0 {
+        end.saturating_add(period).saturating_sub(now)
+    } else if weighted > 0 {
+        end.saturating_sub(now)
+    } else {
+        0
+    };
+    let reset = Duration::from_nanos(reset);
+    if counts.admitted {
+        return Decision::allowed(limit, limit.saturating_sub(used), reset);
+    }
+    if cost > limit {
+        return Decision::denied(limit, reset, quota.period());
+    }
+    // Within this window: wait until the previous window's weight has shrunk enough.
+    let retry_at = match limit.checked_sub(counts.current.saturating_add(cost)) {
+        Some(budget) if counts.previous > 0 => {
+            let keep = mul_div(budget, period, counts.previous);
+            start.saturating_add(period.saturating_sub(keep))
+        }
+        Some(_) => now,
+        // Past this window: this window becomes the previous one, weighted down over the next.
+        None if counts.current > 0 => {
+            let keep = mul_div(limit - cost, period, counts.current);
+            end.saturating_add(period.saturating_sub(keep))
+        }
+        None => end,
+    };
+    Decision::denied(
+        limit,
+        reset,
+        Duration::from_nanos(retry_at.saturating_sub(now)),
+    )
+}
+
+/// `floor(a * b / c)`, saturating; `c > 0`.
+fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    let v = u128::from(a) * u128::from(b) / u128::from(c.max(1));
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// The exact log's decision.
+pub fn log_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
+    let limit = quota.limit();
+    let period = quota.period();
+    let now = counts.now;
+    let n = counts.log.len();
+    let expiry = |t: UnixTime| t.saturating_add(period).saturating_duration_since(now);
+    let reset = counts.log.last().map_or(Duration::ZERO, |&t| expiry(t));
+    if counts.admitted {
+        let used = u64::try_from(n).unwrap_or(u64::MAX);
+        return Decision::allowed(limit, limit.saturating_sub(used), reset);
+    }
+    if cost > limit {
+        return Decision::denied(limit, reset, period);
+    }
+    // Entries oldest first: once entry `j` expires, `n - j - 1` remain, and `cost` fits when
+    // `n - j - 1 + cost <= limit`.
+    let cost = usize::try_from(cost).unwrap_or(usize::MAX);
+    let limit_n = usize::try_from(limit).unwrap_or(usize::MAX);
+    let j = n
+        .saturating_add(cost)
+        .saturating_sub(limit_n)
+        .saturating_sub(1);
+    let retry = counts.log.get(j).map_or(period, |&t| expiry(t));
+    Decision::denied(limit, reset, retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::rate::{MemoryRateStore, RateOp};
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn log_retry_after_is_when_enough_entries_expire() {
+        let q = Quota::per_minute(3)
+            .with_algorithm(Algorithm::ExactLog)
+            .unwrap();
+        let s = MemoryRateStore::new();
+        for t in [0, 10, 20] {
+            let c = s
+                .apply_at(b"k", q.request(RateOp::Acquire(1)), UnixTime::from_secs(t))
+                .unwrap();
+            assert!(decide(&q, 1, &c).is_allowed());
+        }
+        let now = UnixTime::from_secs(30);
+        let c = s
+            .apply_at(b"k", q.request(RateOp::Acquire(2)), now)
+            .unwrap();
+        let d = decide(&q, 2, &c);
+        assert!(!d.is_allowed());
+        // Two must expire: the one at 10 s, at 70 s.
+        assert_eq!(d.retry_after(), Some(Duration::from_secs(40)));
+        assert_eq!(d.reset(), Duration::from_secs(50));
+        let later = UnixTime::from_secs(70);
+        let c = s
+            .apply_at(b"k", q.request(RateOp::Acquire(2)), later)
+            .unwrap();
+        assert!(decide(&q, 2, &c).is_allowed());
+    }
+
+    #[test]
+    fn counter_retry_after_is_exact() {
+        let q = Quota::per_minute(10);
+        let s = MemoryRateStore::new();
+        let t0 = UnixTime::from_secs(600);
+        let c = s
+            .apply_at(b"k", q.request(RateOp::Acquire(10)), t0)
+            .unwrap();
+        let d = decide(&q, 1, &c);
+        assert!(d.is_allowed());
+        assert_eq!(d.remaining(), 0);
+        let t1 = UnixTime::from_secs(630);
+        let c = s.apply_at(b"k", q.request(RateOp::Acquire(1)), t1).unwrap();
+        let d = decide(&q, 1, &c);
+        assert!(!d.is_allowed());
+        let retry = d.retry_after().unwrap();
+        // Next window starts at 660 s; 10 carried over, 9 may remain: at 666 s.
+        assert_eq!(retry, Duration::from_secs(36));
+        let almost = t1
+            .saturating_add(retry)
+            .saturating_sub(Duration::from_nanos(1));
+        assert!(
+            !s.apply_at(b"k", q.request(RateOp::Peek(1)), almost)
+                .unwrap()
+                .admitted
+        );
+        let at = t1.saturating_add(retry);
+        assert!(
+            s.apply_at(b"k", q.request(RateOp::Acquire(1)), at)
+                .unwrap()
+                .admitted
+        );
+    }
+
+    #[test]
+    fn costs_above_the_limit_are_denied_for_a_period() {
+        let q = Quota::per_minute(3);
+        let c = RateCounts::counter(UnixTime::from_secs(1), false, 0, 0, UnixTime::EPOCH);
+        assert_eq!(decide(&q, 4, &c).retry_after(), Some(MIN));
+    }
+
+    #[test]
+    fn shadow_keeps_the_retry() {
+        let d = Decision::denied(5, MIN, MIN).into_shadow();
+        assert!(d.is_allowed() && d.is_shadow_denied());
+        assert_eq!(d.retry_after(), Some(MIN));
+        assert_eq!(Decision::unlimited().retry_after(), None);
+    }
+}

@@ -1,0 +1,207 @@
+//! The keyed in-memory limiter: synchronous, sharded, bounded, for one process.
+//!
+//! [`MemoryLimiter`] checks keys (user ids, IP addresses, API keys, composites as bytes) against
+//! a quota chosen per key by a [`QuotaResolver`]. Its state lives in a
+//! [`MemoryRateStore`]: 64 independently locked shards (no global lock on the hot path), a
+//! randomly seeded hasher, idle keys swept as the table grows, and a hard cap on keys (default
+//! one million) so a flood of new keys cannot grow it without bound. The bytes per key are
+//! documented on [`MemoryRateStore`]: about 100 to 180 bytes for a counter key of up to 16
+//! bytes, plus 8 bytes per entry of an exact log.
+//!
+//! # Errors
+//! [`RateLimitError::Unavailable`] when a new key finds its shard full; its
+//! [`fallback`](RateLimitError::fallback) follows the [`FailPolicy`] (closed by default).
+//!
+//! # Security
+//! Every check is one atomic operation on the key's state, so concurrent callers never admit
+//! more than the limit together.
+
+use core::fmt;
+use std::sync::Arc;
+
+use palisade_core::audit::{AuditSink, NoopSink};
+use palisade_core::rate::{MemoryRateStore, RateOp};
+use palisade_core::time::{Clock, SystemClock, UnixTime};
+
+use crate::RateLimitError;
+use crate::decision::{Decision, decide};
+use crate::limiter::{FailPolicy, Reporter};
+use crate::quota::{Quota, QuotaResolver, SharedQuota};
+
+/// A keyed, sharded, bounded in-process rate limiter.
+///
+/// ```
+/// use palisade_ratelimit::{MemoryLimiter, Quota};
+///
+/// let limiter = MemoryLimiter::new(Quota::per_minute(2));
+/// assert!(limiter.check(b"203.0.113.9").unwrap().is_allowed());
+/// assert!(limiter.check(b"203.0.113.9").unwrap().is_allowed());
+/// let third = limiter.check(b"203.0.113.9").unwrap();
+/// assert!(!third.is_allowed());
+/// assert!(third.retry_after().is_some());
+/// ```
+pub struct MemoryLimiter<C = SystemClock> {
+    store: MemoryRateStore<C, foldhash::fast::RandomState>,
+    resolver: Arc<dyn QuotaResolver>,
+    shared: Option<Arc<SharedQuota>>,
+    fail: FailPolicy,
+    reporter: Reporter,
+}
+
+impl MemoryLimiter<SystemClock> {
+    /// A limiter applying `quota` to every key, on the system clock.
+    pub fn new(quota: Quota) -> Self {
+        Self::with_clock(quota, SystemClock)
+    }
+
+    /// A limiter asking `resolver` for each key's quota, on the system clock.
+    pub fn with_resolver(resolver: impl QuotaResolver + 'static) -> Self {
+        Self::with_resolver_and_clock(resolver, SystemClock)
+    }
+}
+
+impl<C: Clock> MemoryLimiter<C> {
+    /// A limiter applying `quota` to every key, reading `clock`.
+    pub fn with_clock(quota: Quota, clock: C) -> Self {
+        let shared = Arc::new(SharedQuota::new(quota));
+        let mut limiter = Self::with_resolver_and_clock(shared.clone(), clock);
+        limiter.shared = Some(shared);
+        limiter
+    }
+
+    /// A limiter asking `resolver` for each key's quota, reading `clock`.
+    pub fn with_resolver_and_clock(resolver: impl QuotaResolver + 'static, clock: C) -> Self {
+        Self {
+            store: MemoryRateStore::with_clock_and_hasher(
+                clock,
+                foldhash::fast::RandomState::default(),
+            ),
+            resolver: Arc::new(resolver),
+            shared: None,
+            fail: FailPolicy::Closed,
+            reporter: Reporter::new(Arc::new(NoopSink), "default"),
+        }
+    }
+
+    /// Caps the number of keys tracked (default one million).
+    #[must_use]
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.store = self.store.max_keys(max);
+        self
+    }
+
+    /// What to decide when the key table is full (default [`FailPolicy::Closed`]).
+    #[must_use]
+    pub fn fail_policy(mut self, fail: FailPolicy) -> Self {
+        self.fail = fail;
+        self
+    }
+
+    /// Records each denial as [`Action::RateLimitExceeded`](palisade_core::audit::Action) in
+    /// `sink`, naming the policy `policy`.
+    #[must_use]
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>, policy: &str) -> Self {
+        self.reporter = Reporter::new(sink, policy);
+        self
+    }
+
+    /// Replaces the quota of a limiter built with one quota (returns false, changing nothing,
+    /// for a limiter built with a resolver, whose resolver decides).
+    pub fn set_quota(&self, quota: Quota) -> bool {
+        self.shared.as_ref().map(|s| s.set(quota)).is_some()
+    }
+
+    /// Spends one unit for `key` now.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn check(&self, key: &[u8]) -> Result<Decision, RateLimitError> {
+        self.check_n(key, 1)
+    }
+
+    /// Spends `cost` for `key` now.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn check_n(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
+        self.check_at(key, cost, self.store.clock().now())
+    }
+
+    /// Spends `cost` for `key` at `now`: the hot path.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn check_at(
+        &self,
+        key: &[u8],
+        cost: u64,
+        now: UnixTime,
+    ) -> Result<Decision, RateLimitError> {
+        let decision = self.apply(key, RateOp::Acquire(cost), cost, now)?;
+        if !decision.is_allowed() {
+            self.reporter.exceeded(key, &decision, now);
+        }
+        Ok(decision)
+    }
+
+    /// Whether `cost` would be admitted for `key` now, spending nothing.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn peek(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
+        self.apply(key, RateOp::Peek(cost), cost, self.store.clock().now())
+    }
+
+    /// Gives back `cost` spent in the current window (for a request that turned out not to
+    /// count, such as one answered from a cache).
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn refund(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
+        self.apply(key, RateOp::Refund(cost), 0, self.store.clock().now())
+    }
+
+    /// Forgets `key`'s usage.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the key table is full.
+    pub fn reset(&self, key: &[u8]) -> Result<(), RateLimitError> {
+        self.apply(key, RateOp::Clear, 0, self.store.clock().now())
+            .map(|_| ())
+    }
+
+    /// The number of keys held (swept lazily).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    fn apply(
+        &self,
+        key: &[u8],
+        op: RateOp,
+        cost: u64,
+        now: UnixTime,
+    ) -> Result<Decision, RateLimitError> {
+        let Some(quota) = self.resolver.quota(key) else {
+            return Ok(Decision::unlimited());
+        };
+        match self.store.apply_at(key, quota.request(op), now) {
+            Ok(counts) => Ok(decide(&quota, cost, &counts)),
+            Err(source) => Err(self.fail.error(&quota, source)),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for MemoryLimiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("store", &self.store)
+            .field("fail", &self.fail)
+            .finish_non_exhaustive()
+    }
+}

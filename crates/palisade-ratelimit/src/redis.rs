@@ -1,0 +1,249 @@
+//! The Redis rate store: the same atomic check-and-add, shared by every instance.
+//!
+//! [`RedisRateStore`] implements [`RateStore`] with one Lua script, loaded once and called with
+//! `EVALSHA` ([`redis::Script`] falls back to loading it after a server restart), so every
+//! decision is one round trip and atomic on the server. The script:
+//! - reads the time from the server (`TIME`), so instances with skewed clocks agree;
+//! - touches exactly one key, `<prefix>:{<key>}:c` (counter, a hash) or `<prefix>:{<key>}:l`
+//!   (log, a sorted set); the braces are a hash tag, so a key's windows share a Redis Cluster
+//!   slot;
+//! - sets a TTL on every write (counter: the end of the next window; log: one period after the
+//!   newest entry), so Redis forgets idle keys by itself.
+//!
+//! The connection is a [`redis::aio::ConnectionManager`]: multiplexed, so concurrent decisions
+//! from many tasks are pipelined on one connection, and reconnecting by itself after a failure.
+//! While the server is unreachable, calls fail with [`StoreError::Unavailable`]; the
+//! [`Limiter`](crate::Limiter)'s fail policy decides what to answer.
+//!
+//! # Errors
+//! [`StoreError::Unavailable`] for connection loss, time-outs and unexpected replies.
+
+use core::fmt;
+use core::time::Duration;
+
+use palisade_core::StoreError;
+use palisade_core::rate::{RateCounts, RateOp, RateRequest, RateStore, WindowKind};
+use palisade_core::time::UnixTime;
+
+/// The script. Times are microseconds (the precision of Redis `TIME`); Lua numbers are doubles,
+/// exact for integers up to 2^53, so limits and costs are capped there and large values are
+/// written with `%.0f`.
+pub const SCRIPT: &str = r"
+local kind, period, limit, op, cost = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function f(x) return string.format('%.0f', x) end
+if op == 'x' then
+  redis.call('DEL', key)
+  return {1, now, 0, 0, 0}
+end
+if kind == 'c' then
+  local start = now - (now % period)
+  local s = redis.call('HMGET', key, 's', 'c', 'p', 'w')
+  local ws, cur, prev = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  if ws == nil or tonumber(s[4]) ~= period then
+    cur, prev = 0, 0
+  elseif ws == start then
+  elseif ws + period == start then
+    prev, cur = cur, 0
+  elseif ws < start then
+    cur, prev = 0, 0
+  else
+    start = ws
+  end
+  local elapsed = now - start
+  if elapsed < 0 then elapsed = 0 end
+  local weighted = 0
+  if prev > 0 and elapsed < period then
+    weighted = math.ceil(prev * (period - elapsed) / period)
+  end
+  local admitted = 1
+  if op == 'a' or op == 'p' then
+    if weighted + cur + cost > limit then admitted = 0 end
+    if op == 'a' and admitted == 1 then cur = cur + cost end
+  elseif op == 'r' then
+    cur = math.max(cur - cost, 0)
+  end
+  if op ~= 'p' and (cur > 0 or prev > 0 or ws ~= nil) then
+    redis.call('HSET', key, 's', f(start), 'c', f(cur), 'p', f(prev), 'w', f(period))
+    redis.call('PEXPIRE', key, math.ceil((start + 2 * period - now) / 1000) + 1)
+  end
+  return {admitted, now, cur, prev, start}
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', f(now - period))
+local n = redis.call('ZCARD', key)
+local admitted = 1
+if op == 'a' or op == 'p' then
+  if n + cost > limit then admitted = 0 end
+  if op == 'a' and admitted == 1 and cost > 0 then
+    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    local at = now
+    if last[2] and tonumber(last[2]) > at then at = tonumber(last[2]) end
+    local i = 0
+    while i < cost do
+      local args = {}
+      local j = 0
+      while j < 500 and i < cost do
+        i = i + 1
+        j = j + 1
+        args[#args + 1] = f(at)
+        args[#args + 1] = f(at) .. ':' .. (n + i)
+      end
+      redis.call('ZADD', key, unpack(args))
+    end
+    n = n + cost
+    redis.call('PEXPIRE', key, math.ceil((at + period - now) / 1000) + 1)
+  end
+elseif op == 'r' and cost > 0 and n > 0 then
+  redis.call('ZPOPMAX', key, cost)
+end
+local out = {admitted, now, 0, 0, 0}
+local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+for k = 2, #entries, 2 do out[#out + 1] = tonumber(entries[k]) end
+return out
+";
+
+/// Lua numbers are exact up to 2^53.
+const LUA_MAX: u64 = 1 << 53;
+
+/// A [`RateStore`] in Redis, shared by every instance that uses the same server and prefix.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct RedisRateStore {
+    conn: redis::aio::ConnectionManager,
+    script: std::sync::Arc<redis::Script>,
+    prefix: String,
+}
+
+impl fmt::Debug for RedisRateStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRateStore {
+    /// Connects to `url` (`redis://host:port/db`) with time-outs of one second for connecting
+    /// and for each answer, so an unreachable server fails a decision quickly.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(Self::from_connection(conn))
+    }
+
+    /// Wraps an existing connection manager.
+    pub fn from_connection(conn: redis::aio::ConnectionManager) -> Self {
+        Self {
+            conn,
+            script: std::sync::Arc::new(redis::Script::new(SCRIPT)),
+            prefix: "palisade:rate".into(),
+        }
+    }
+
+    /// Sets the key prefix (default `palisade:rate`), to keep applications sharing a server
+    /// apart.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The Redis key that holds `key`'s window of `kind`.
+    pub fn redis_key(&self, key: &[u8], kind: WindowKind) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + key.len() + 6);
+        k.extend_from_slice(self.prefix.as_bytes());
+        k.extend_from_slice(b":{");
+        k.extend_from_slice(key);
+        k.extend_from_slice(match kind {
+            WindowKind::Log => b"}:l",
+            _ => b"}:c",
+        });
+        k
+    }
+}
+
+impl RateStore for RedisRateStore {
+    async fn apply(&self, key: &[u8], request: RateRequest) -> Result<RateCounts, StoreError> {
+        let (op, cost) = match request.op {
+            RateOp::Acquire(c) => ("a", c),
+            RateOp::Peek(c) => ("p", c),
+            RateOp::Refund(c) => ("r", c),
+            _ => ("x", 0),
+        };
+        let kind = request.kind;
+        let period_us = (request.period_nanos() / 1_000).clamp(1, LUA_MAX);
+        let mut invocation = self.script.key(self.redis_key(key, kind));
+        invocation
+            .arg(if kind == WindowKind::Log { "l" } else { "c" })
+            .arg(period_us)
+            .arg(request.limit.min(LUA_MAX))
+            .arg(op)
+            .arg(cost.min(LUA_MAX));
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(StoreError::unavailable)?;
+        parse_reply(kind, &reply)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from the rate-limit script")]
+struct BadReply;
+
+fn parse_reply(kind: WindowKind, reply: &[i64]) -> Result<RateCounts, StoreError> {
+    let us = |v: i64| UnixTime::from_nanos(u64::try_from(v).unwrap_or(0).saturating_mul(1_000));
+    let count = |v: i64| u64::try_from(v).unwrap_or(0);
+    let [admitted, now, current, previous, start, log @ ..] = reply else {
+        return Err(StoreError::unavailable(BadReply));
+    };
+    let admitted = *admitted == 1;
+    Ok(match kind {
+        WindowKind::Log => {
+            RateCounts::log(us(*now), admitted, log.iter().map(|&t| us(t)).collect())
+        }
+        _ => RateCounts::counter(
+            us(*now),
+            admitted,
+            count(*current),
+            count(*previous),
+            us(*start),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_or_fail_typed() {
+        assert!(parse_reply(WindowKind::Counter, &[1, 2]).is_err());
+        let c = parse_reply(WindowKind::Counter, &[1, 5_000_000, 3, 2, 4_000_000]).unwrap();
+        assert!(c.admitted);
+        assert_eq!((c.current, c.previous), (3, 2));
+        assert_eq!(c.now, UnixTime::from_secs(5));
+        let l = parse_reply(
+            WindowKind::Log,
+            &[0, 5_000_000, 0, 0, 0, 1_000_000, 2_000_000],
+        )
+        .unwrap();
+        assert_eq!(l.current, 2);
+        assert_eq!(l.log, vec![UnixTime::from_secs(1), UnixTime::from_secs(2)]);
+    }
+}
