@@ -1,0 +1,793 @@
+//! Refresh-token rotation with reuse detection.
+//!
+//! Every redemption of a refresh token returns a new one in the same *family* and uses the old
+//! one up. A token that is presented a second time has been copied: by an attacker, or by the
+//! client from which the attacker copied it. We cannot tell which, so the whole family is
+//! revoked (both copies stop working, the user signs in again) and
+//! [`Action::TokenReuseDetected`] is recorded. This is the rotation scheme of the OAuth 2.0
+//! Security Best Current Practice (RFC 9700, section 4.14.2).
+//!
+//! # State
+//! A token is self-contained and authenticated: `palrt_` and base64url of its version, the
+//! signing key's id, the family, the generation, the subject, its issue and expiry times, the
+//! family's absolute expiry, a random nonce and an HMAC-SHA-256 tag under a [`Keyring`] key. A
+//! forged or altered token is refused without touching any store. Two stores hold the rest:
+//!
+//! - a [`OneTimeStore`] claims each token once (scope `palisade:refresh`);
+//! - a [`FamilyStore`] remembers revoked families until their last token expires.
+//!
+//! Both have in-memory and Redis implementations; with Redis, several service instances agree:
+//! when two requests redeem one token at once, exactly one wins.
+//!
+//! # Lifetimes
+//! A token lives [`RefreshConfig::ttl`] (default 14 days: the idle timeout, since every
+//! rotation starts a new one), never past the family's end, [`RefreshConfig::family_lifetime`]
+//! after sign-in (default 90 days: the absolute timeout).
+//!
+//! # Errors and panics
+//! [`TokenError::Store`] when a store does not answer (refuse the request: fail closed),
+//! [`TokenError::Random`] and [`TokenError::Keyring`]. Invalid, expired, revoked and reused
+//! tokens are [`RefreshOutcome`]s. Nothing panics.
+//!
+//! # Security
+//! The subject is readable by whoever holds the token (it is authenticated, not encrypted).
+//! [`RefreshToken`] zeroizes on drop and prints `***`. Audit events name the family and the
+//! subject, never the token.
+
+use core::fmt;
+use core::future::Future;
+use core::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use palisade_core::StoreError;
+use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
+use palisade_core::keyring::Keyring;
+use palisade_core::once::{Claim, OneTimeStore};
+use palisade_core::random::{SecureRandom, SystemRandom};
+use palisade_core::secret::ct_eq;
+use palisade_core::time::{Clock, SystemClock, UnixTime};
+use zeroize::Zeroizing;
+
+use crate::TokenError;
+use crate::encoding::{Reader, hmac_sha256, push_short_str};
+
+const TEXT_PREFIX: &str = "palrt_";
+const VERSION: u8 = 1;
+const DOMAIN: &[u8] = b"palisade-refresh-v1\0";
+const TAG_LEN: usize = 32;
+/// Longest subject, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 255;
+/// Longest token text accepted by [`RefreshTokens::redeem`].
+pub const MAX_TOKEN_LEN: usize = 512;
+/// The one-time store scope of refresh-token claims.
+pub const CLAIM_SCOPE: &str = "palisade:refresh";
+
+/// A token family: the chain of refresh tokens that descends from one sign-in. Not secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenFamily([u8; 16]);
+
+impl TokenFamily {
+    /// The family's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A family from its bytes (as kept by the application, to revoke it at sign-out).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for TokenFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TokenFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenFamily({self})")
+    }
+}
+
+/// A refresh token, to hand to the client. Zeroized on drop, `***` in `Debug`, no `Display`,
+/// `Serialize` or `Clone`.
+pub struct RefreshToken {
+    text: Zeroizing<String>,
+    family: TokenFamily,
+    generation: u32,
+    expires_at: UnixTime,
+}
+
+impl RefreshToken {
+    /// The token text. Every call site is a place where the secret leaves.
+    pub fn expose_secret(&self) -> &str {
+        &self.text
+    }
+
+    /// Its family.
+    pub fn family(&self) -> TokenFamily {
+        self.family
+    }
+
+    /// 0 for the token issued at sign-in, then one more per rotation.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// When it expires.
+    pub fn expires_at(&self) -> UnixTime {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshToken")
+            .field("family", &self.family)
+            .field("generation", &self.generation)
+            .field("expires_at", &self.expires_at)
+            .field("text", &"***")
+            .finish()
+    }
+}
+
+/// The answer to [`RefreshTokens::redeem`].
+#[derive(Debug)]
+#[must_use]
+pub enum RefreshOutcome {
+    /// Accepted and used up; here is its successor. Issue an access token for `subject`.
+    Rotated {
+        /// The new refresh token.
+        token: RefreshToken,
+        /// Whom the family belongs to.
+        subject: String,
+    },
+    /// Not a token we issued (malformed, altered, or under an unknown or retired key).
+    Invalid,
+    /// Past its expiry.
+    Expired,
+    /// Its family was revoked (by reuse detection or at sign-out).
+    Revoked,
+    /// It had been used before: the family is now revoked and the event recorded.
+    ReuseDetected {
+        /// The revoked family.
+        family: TokenFamily,
+    },
+}
+
+/// Remembers revoked token families.
+///
+/// # Implementing
+/// Two operations, each one atomic step. `revoke` must be durable for as long as `until`
+/// (afterwards every token of the family has expired anyway).
+pub trait FamilyStore: fmt::Debug + Send + Sync {
+    /// Marks `family` revoked until `until`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend cannot answer.
+    fn revoke(
+        &self,
+        family: &TokenFamily,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether `family` is revoked.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend cannot answer.
+    fn is_revoked(
+        &self,
+        family: &TokenFamily,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl<S: FamilyStore + ?Sized> FamilyStore for Arc<S> {
+    fn revoke(
+        &self,
+        family: &TokenFamily,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).revoke(family, until)
+    }
+
+    fn is_revoked(
+        &self,
+        family: &TokenFamily,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).is_revoked(family)
+    }
+}
+
+/// An in-process [`FamilyStore`]; expired entries are swept as new ones arrive. Bounded by
+/// `max_entries` (default 1,000,000): when full even after a sweep, `revoke` fails with
+/// [`StoreError::Full`] (and redemption fails closed).
+#[derive(Debug)]
+pub struct MemoryFamilyStore<C = SystemClock> {
+    revoked: Mutex<HashMap<TokenFamily, UnixTime>>,
+    clock: C,
+    max_entries: usize,
+}
+
+impl MemoryFamilyStore<SystemClock> {
+    /// A store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(SystemClock)
+    }
+}
+
+impl Default for MemoryFamilyStore<SystemClock> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Clock> MemoryFamilyStore<C> {
+    /// A store that reads `clock` to forget revocations past their end.
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            revoked: Mutex::new(HashMap::new()),
+            clock,
+            max_entries: 1_000_000,
+        }
+    }
+
+    /// Caps the number of revoked families held.
+    #[must_use]
+    pub fn max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
+    }
+
+    /// The synchronous revoke.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`].
+    pub fn revoke_now(&self, family: &TokenFamily, until: UnixTime) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut map = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.max_entries {
+            map.retain(|_, end| *end > now);
+        }
+        if map.len() >= self.max_entries && !map.contains_key(family) {
+            return Err(StoreError::Full);
+        }
+        let end = map.entry(*family).or_insert(until);
+        *end = (*end).max(until);
+        Ok(())
+    }
+
+    /// The synchronous check.
+    pub fn is_revoked_now(&self, family: &TokenFamily) -> bool {
+        let now = self.clock.now();
+        self.revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(family)
+            .is_some_and(|end| *end > now)
+    }
+}
+
+impl<C: Clock> FamilyStore for MemoryFamilyStore<C> {
+    fn revoke(
+        &self,
+        family: &TokenFamily,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        core::future::ready(self.revoke_now(family, until))
+    }
+
+    fn is_revoked(
+        &self,
+        family: &TokenFamily,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        core::future::ready(Ok(self.is_revoked_now(family)))
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use self::redis_store::RedisFamilyStore;
+
+#[cfg(feature = "redis")]
+mod redis_store {
+    use super::{FamilyStore, StoreError, TokenFamily, UnixTime};
+
+    /// A [`FamilyStore`] in Redis: `SET <prefix>:<family hex> 1 PXAT <until>` to revoke,
+    /// `EXISTS` to check; Redis forgets a revocation when its family has expired. Default
+    /// prefix `palisade:family`.
+    #[derive(Clone)]
+    pub struct RedisFamilyStore {
+        conn: redis::aio::ConnectionManager,
+        prefix: String,
+    }
+
+    impl core::fmt::Debug for RedisFamilyStore {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("RedisFamilyStore")
+                .field("prefix", &self.prefix)
+                .finish()
+        }
+    }
+
+    impl RedisFamilyStore {
+        /// Connects to the server at `url`.
+        ///
+        /// # Errors
+        /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
+        pub async fn connect(url: &str) -> Result<Self, StoreError> {
+            let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
+            let conn = client
+                .get_connection_manager()
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(Self::from_connection(conn))
+        }
+
+        /// Wraps an existing connection manager.
+        pub fn from_connection(conn: redis::aio::ConnectionManager) -> Self {
+            Self {
+                conn,
+                prefix: "palisade:family".into(),
+            }
+        }
+
+        /// Sets the key prefix.
+        #[must_use]
+        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.prefix = prefix.into();
+            self
+        }
+
+        fn key(&self, family: &TokenFamily) -> String {
+            format!("{}:{family}", self.prefix)
+        }
+    }
+
+    impl FamilyStore for RedisFamilyStore {
+        async fn revoke(&self, family: &TokenFamily, until: UnixTime) -> Result<(), StoreError> {
+            let mut conn = self.conn.clone();
+            let _: Option<String> = redis::cmd("SET")
+                .arg(self.key(family))
+                .arg(1u8)
+                .arg("PXAT")
+                .arg(until.as_millis().max(1))
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(())
+        }
+
+        async fn is_revoked(&self, family: &TokenFamily) -> Result<bool, StoreError> {
+            let mut conn = self.conn.clone();
+            let n: u32 = redis::cmd("EXISTS")
+                .arg(self.key(family))
+                .query_async(&mut conn)
+                .await
+                .map_err(StoreError::unavailable)?;
+            Ok(n > 0)
+        }
+    }
+}
+
+/// Settings for [`RefreshTokens`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RefreshConfig {
+    /// Lifetime of each token (default 14 days).
+    pub ttl: Duration,
+    /// Lifetime of a family from sign-in (default 90 days).
+    pub family_lifetime: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(14 * 24 * 3600),
+            family_lifetime: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+impl RefreshConfig {
+    /// Sets the lifetime of each token.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the lifetime of a family.
+    #[must_use]
+    pub fn family_lifetime(mut self, lifetime: Duration) -> Self {
+        self.family_lifetime = lifetime;
+        self
+    }
+}
+
+/// The decoded contents of a token.
+struct Body<'a> {
+    family: TokenFamily,
+    generation: u32,
+    subject: &'a str,
+    expires_at: UnixTime,
+    family_expires_at: UnixTime,
+    nonce: [u8; 16],
+}
+
+/// Issues and redeems refresh tokens. See the [module documentation](self).
+///
+/// ```
+/// use std::sync::Arc;
+/// use palisade_core::keyring::{KeyId, Keyring};
+/// use palisade_core::once::MemoryOneTimeStore;
+/// use palisade_core::secret::SecretBytes;
+/// use palisade_core::time::{Clock, SystemClock};
+/// use palisade_token::refresh::{MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshTokens};
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let ring = Keyring::single(KeyId::new("r1")?, SecretBytes::new(vec![7; 32]));
+/// let tokens = RefreshTokens::new(
+///     Arc::new(ring), MemoryOneTimeStore::new(), MemoryFamilyStore::new(), RefreshConfig::default(),
+/// )?;
+/// let now = SystemClock.now();
+/// let first = tokens.issue("user-42", now)?;
+///
+/// let RefreshOutcome::Rotated { token: second, subject } = tokens.redeem(first.expose_secret(), now).await? else {
+///     panic!("a fresh token rotates");
+/// };
+/// assert_eq!(subject, "user-42");
+/// // The first token again: a copy is in use somewhere, so the whole family ends.
+/// assert!(matches!(tokens.redeem(first.expose_secret(), now).await?, RefreshOutcome::ReuseDetected { .. }));
+/// assert!(matches!(tokens.redeem(second.expose_secret(), now).await?, RefreshOutcome::Revoked));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RefreshTokens<S, F> {
+    keyring: Arc<Keyring>,
+    once: S,
+    families: F,
+    config: RefreshConfig,
+    rng: Arc<dyn SecureRandom>,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
+    /// Tokens authenticated under `keyring` (keys of at least 32 bytes), claimed in `once`,
+    /// revoked in `families`.
+    ///
+    /// # Errors
+    /// [`TokenError::Keyring`] without an active key; [`TokenError::InvalidKey`] for a short
+    /// key; [`TokenError::Config`] for a zero lifetime.
+    pub fn new(
+        keyring: Arc<Keyring>,
+        once: S,
+        families: F,
+        config: RefreshConfig,
+    ) -> Result<Self, TokenError> {
+        keyring.active()?;
+        if let Some(short) = keyring.keys().find(|k| k.material().len() < 32) {
+            return Err(TokenError::InvalidKey {
+                kid: short.id().to_string(),
+                algorithm: "HMAC-SHA-256",
+                reason: "shorter than 32 bytes",
+            });
+        }
+        if config.ttl.is_zero() || config.family_lifetime.is_zero() {
+            return Err(TokenError::Config(
+                "refresh token lifetimes must not be zero",
+            ));
+        }
+        Ok(Self {
+            keyring,
+            once,
+            families,
+            config,
+            rng: Arc::new(SystemRandom),
+            audit: Arc::new(NoopSink),
+        })
+    }
+
+    /// Records reuse detections to `sink`.
+    #[must_use]
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = sink;
+        self
+    }
+
+    /// Draws randomness from `rng`.
+    #[must_use]
+    pub fn rng(mut self, rng: Arc<dyn SecureRandom>) -> Self {
+        self.rng = rng;
+        self
+    }
+
+    /// Starts a new family for `subject` at sign-in and returns its first token.
+    ///
+    /// # Errors
+    /// [`TokenError::Config`] for a subject longer than [`MAX_SUBJECT_LEN`];
+    /// [`TokenError::Random`]; [`TokenError::Keyring`].
+    pub fn issue(&self, subject: &str, now: UnixTime) -> Result<RefreshToken, TokenError> {
+        let family = TokenFamily(palisade_core::random::array(&*self.rng)?);
+        let family_end = now.saturating_add(self.config.family_lifetime);
+        self.mint(family, 0, subject, now, family_end)
+    }
+
+    fn mint(
+        &self,
+        family: TokenFamily,
+        generation: u32,
+        subject: &str,
+        now: UnixTime,
+        family_expires_at: UnixTime,
+    ) -> Result<RefreshToken, TokenError> {
+        if subject.len() > MAX_SUBJECT_LEN {
+            return Err(TokenError::Config("subject longer than 255 bytes"));
+        }
+        let key = self.keyring.active()?;
+        let expires_at = now.saturating_add(self.config.ttl).min(family_expires_at);
+        let nonce: [u8; 16] = palisade_core::random::array(&*self.rng)?;
+        let mut raw = Zeroizing::new(Vec::with_capacity(160));
+        raw.push(VERSION);
+        push_short_str(&mut raw, key.id().as_str()).ok_or(TokenError::Config("key id too long"))?;
+        raw.extend_from_slice(&family.0);
+        raw.extend_from_slice(&generation.to_be_bytes());
+        push_short_str(&mut raw, subject).ok_or(TokenError::Config("subject too long"))?;
+        raw.extend_from_slice(&expires_at.as_secs().to_be_bytes());
+        raw.extend_from_slice(&family_expires_at.as_secs().to_be_bytes());
+        raw.extend_from_slice(&nonce);
+        let tag = hmac_sha256(key.material().expose_secret(), &[DOMAIN, &raw]);
+        raw.extend_from_slice(&tag);
+        let mut text = Zeroizing::new(String::with_capacity(
+            TEXT_PREFIX.len() + raw.len() * 4 / 3 + 4,
+        ));
+        text.push_str(TEXT_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&*raw, &mut text);
+        Ok(RefreshToken {
+            text,
+            family,
+            generation,
+            expires_at: UnixTime::from_secs(expires_at.as_secs()),
+        })
+    }
+
+    /// Decodes and authenticates `text`; `None` for anything we did not issue.
+    fn open<'a>(&self, raw: &'a [u8]) -> Option<Body<'a>> {
+        let signed_len = raw.len().checked_sub(TAG_LEN)?;
+        let (signed, tag) = raw.split_at(signed_len);
+        let mut r = Reader(signed);
+        if r.u8()? != VERSION {
+            return None;
+        }
+        let kid = r.short_str()?;
+        let key = self.keyring.for_decrypt_bytes(kid.as_bytes()).ok()?;
+        let expected = hmac_sha256(key.material().expose_secret(), &[DOMAIN, signed]);
+        if !ct_eq(&expected, tag) {
+            return None;
+        }
+        let family = TokenFamily(r.array()?);
+        let generation = r.u32()?;
+        let subject = r.short_str()?;
+        let expires_at = UnixTime::from_secs(r.u64()?);
+        let family_expires_at = UnixTime::from_secs(r.u64()?);
+        let nonce = r.array()?;
+        if !r.is_empty() {
+            return None;
+        }
+        Some(Body {
+            family,
+            generation,
+            subject,
+            expires_at,
+            family_expires_at,
+            nonce,
+        })
+    }
+
+    /// Redeems `presented` at `now`: uses it up and returns its successor, or says why not.
+    ///
+    /// # Errors
+    /// [`TokenError::Store`] when a store does not answer (refuse the request), and as
+    /// [`RefreshTokens::issue`] for the successor.
+    pub async fn redeem(
+        &self,
+        presented: &str,
+        now: UnixTime,
+    ) -> Result<RefreshOutcome, TokenError> {
+        let Some(b64) = presented
+            .strip_prefix(TEXT_PREFIX)
+            .filter(|_| presented.len() <= MAX_TOKEN_LEN)
+        else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(b64).map(Zeroizing::new) else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let Some(body) = self.open(&raw) else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if now >= body.expires_at {
+            return Ok(RefreshOutcome::Expired);
+        }
+        let mut claim_id = [0u8; 32];
+        claim_id[..16].copy_from_slice(&body.family.0);
+        claim_id[16..].copy_from_slice(&body.nonce);
+        match self
+            .once
+            .claim(CLAIM_SCOPE, &claim_id, body.expires_at)
+            .await?
+        {
+            Claim::AlreadyUsed => {
+                self.families
+                    .revoke(&body.family, body.family_expires_at)
+                    .await?;
+                self.audit.record(
+                    AuditEvent::new(Action::TokenReuseDetected, now)
+                        .user_id(body.subject)
+                        .resource("refresh_token")
+                        .meta("family", body.family.to_string())
+                        .meta("generation", body.generation.to_string()),
+                );
+                Ok(RefreshOutcome::ReuseDetected {
+                    family: body.family,
+                })
+            }
+            Claim::Claimed => {
+                if self.families.is_revoked(&body.family).await? {
+                    return Ok(RefreshOutcome::Revoked);
+                }
+                let token = self.mint(
+                    body.family,
+                    body.generation.saturating_add(1),
+                    body.subject,
+                    now,
+                    body.family_expires_at,
+                )?;
+                Ok(RefreshOutcome::Rotated {
+                    token,
+                    subject: body.subject.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Revokes `family` (at sign-out, or when an account is disabled) until `until`, which
+    /// should be at least the family's end ([`RefreshConfig::family_lifetime`] after sign-in).
+    ///
+    /// # Errors
+    /// [`TokenError::Store`].
+    pub async fn revoke_family(
+        &self,
+        family: &TokenFamily,
+        until: UnixTime,
+    ) -> Result<(), TokenError> {
+        self.families.revoke(family, until).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::keyring::KeyId;
+    use palisade_core::once::MemoryOneTimeStore;
+    use palisade_core::secret::SecretBytes;
+    use palisade_core::time::FakeClock;
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    type Tokens = RefreshTokens<MemoryOneTimeStore<FakeClock>, MemoryFamilyStore<FakeClock>>;
+
+    fn tokens(clock: &FakeClock) -> Tokens {
+        let ring = Keyring::single(KeyId::new("r1").unwrap(), SecretBytes::new(vec![9; 32]));
+        RefreshTokens::new(
+            Arc::new(ring),
+            MemoryOneTimeStore::with_clock(clock.clone()),
+            MemoryFamilyStore::with_clock(clock.clone()),
+            RefreshConfig::default()
+                .ttl(Duration::from_secs(3600))
+                .family_lifetime(Duration::from_secs(3 * 3600)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_altered_byte_is_invalid() {
+        let clock = FakeClock::new(UnixTime::from_secs(1_000_000));
+        let t = tokens(&clock);
+        let token = t.issue("alice", clock.now()).unwrap();
+        let raw = URL_SAFE_NO_PAD
+            .decode(token.expose_secret().strip_prefix(TEXT_PREFIX).unwrap())
+            .unwrap();
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 1;
+            let text = format!("{TEXT_PREFIX}{}", URL_SAFE_NO_PAD.encode(&bad));
+            assert!(
+                matches!(
+                    block_on(t.redeem(&text, clock.now())).unwrap(),
+                    RefreshOutcome::Invalid
+                ),
+                "byte {i}"
+            );
+        }
+        for bad in ["", "palrt_", "palrt_!!", "x", &"palrt_A".repeat(100)] {
+            assert!(matches!(
+                block_on(t.redeem(bad, clock.now())).unwrap(),
+                RefreshOutcome::Invalid
+            ));
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_capped_by_the_family() {
+        let clock = FakeClock::new(UnixTime::from_secs(1_000_000));
+        let t = tokens(&clock);
+        let mut token = t.issue("alice", clock.now()).unwrap();
+        assert_eq!(token.expires_at(), UnixTime::from_secs(1_003_600));
+        for generation in 1..=3 {
+            clock.advance(Duration::from_secs(3000));
+            let RefreshOutcome::Rotated { token: next, .. } =
+                block_on(t.redeem(token.expose_secret(), clock.now())).unwrap()
+            else {
+                panic!("generation {generation} did not rotate")
+            };
+            assert_eq!(next.generation(), generation);
+            assert!(next.expires_at() <= UnixTime::from_secs(1_000_000 + 3 * 3600));
+            token = next;
+        }
+        // 9000 s in; the family ends at 10800 s; the last token ends there, not at 12600 s.
+        assert_eq!(token.expires_at(), UnixTime::from_secs(1_010_800));
+        clock.advance(Duration::from_secs(1800));
+        assert!(matches!(
+            block_on(t.redeem(token.expose_secret(), clock.now())).unwrap(),
+            RefreshOutcome::Expired
+        ));
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let clock = FakeClock::new(UnixTime::from_secs(1));
+        let token = tokens(&clock).issue("alice", clock.now()).unwrap();
+        let shown = format!("{token:?}");
+        assert!(!shown.contains(token.expose_secret()));
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn long_subject_is_refused() {
+        let clock = FakeClock::new(UnixTime::from_secs(1));
+        assert!(tokens(&clock).issue(&"x".repeat(256), clock.now()).is_err());
+        assert!(tokens(&clock).issue(&"x".repeat(255), clock.now()).is_ok());
+    }
+
+    #[test]
+    fn memory_family_store_forgets_after_the_end() {
+        let clock = FakeClock::new(UnixTime::from_secs(10));
+        let store = MemoryFamilyStore::with_clock(clock.clone()).max_entries(1);
+        let a = TokenFamily([1; 16]);
+        store.revoke_now(&a, UnixTime::from_secs(20)).unwrap();
+        assert!(store.is_revoked_now(&a));
+        assert!(matches!(
+            store.revoke_now(&TokenFamily([2; 16]), UnixTime::from_secs(20)),
+            Err(StoreError::Full)
+        ));
+        clock.advance(Duration::from_secs(10));
+        assert!(!store.is_revoked_now(&a));
+        store
+            .revoke_now(&TokenFamily([2; 16]), UnixTime::from_secs(40))
+            .unwrap();
+    }
+}
