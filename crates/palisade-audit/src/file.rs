@@ -7,7 +7,7 @@
 //!
 //! # Files
 //! In the configured directory, `<prefix>-<first sequence number, 20 digits>.jsonl`, one
-//! [record line](crate::chain) per event. When a file reaches `max_file_bytes` the next batch
+//! [record line](crate::chain) per event. When a file reaches `max_file_bytes` the next record
 //! starts a new file; the chain runs on across files (the first record of a file has the last
 //! record of the previous file as its `prev`). The latest signed checkpoint, if a signer is
 //! configured, is kept in `<prefix>.checkpoint` (replaced atomically) and handed to the
@@ -333,9 +333,14 @@ impl Writer {
         if self.config.signer.is_some() && self.since_checkpoint >= self.config.checkpoint_every {
             self.checkpoint()?;
         }
+        Ok(())
+    }
+
+    /// Starts a new file, whose first record is `first_seq`, if the current one is full.
+    fn rotate_if_full(&mut self, first_seq: u64) -> std::io::Result<()> {
         if self.len >= self.config.max_file_bytes {
             self.sync()?;
-            self.file = new_file(&self.config, self.chainer.size())?;
+            self.file = new_file(&self.config, first_seq)?;
             self.len = 0;
         }
         Ok(())
@@ -393,30 +398,52 @@ fn new_file(config: &JsonlConfig, first_seq: u64) -> std::io::Result<File> {
 
 fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
     let mut batch = Vec::with_capacity(w.config.batch_max);
-    let mut buf = Vec::with_capacity(1 << 20);
+    // A batch becomes one segment per file it lands in: (first sequence number, lines).
+    let mut segments: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
         let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
         if !batch.is_empty() {
-            buf.clear();
             let n = batch.len();
+            segments.clear();
+            let mut projected = w.len;
+            let mut current: Option<(u64, Vec<u8>)> = None;
             for mut event in batch.drain(..) {
                 w.config.redactor.redact(&mut event);
-                if let Err(e) = w.chainer.push_line(&event, &mut buf) {
-                    queue.fail(e.to_string());
+                let (first, buf) =
+                    current.get_or_insert_with(|| (w.chainer.size(), Vec::with_capacity(1 << 16)));
+                let before = buf.len();
+                match w.chainer.push_line(&event, buf) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        queue.fail(e.to_string());
+                        continue;
+                    }
+                }
+                projected = projected.saturating_add((buf.len() - before) as u64);
+                if projected >= w.config.max_file_bytes {
+                    let _ = first;
+                    segments.extend(current.take());
+                    projected = 0;
                 }
             }
-            let mut attempt = 0u32;
-            while let Err(e) = w.write_all_or_rollback(&buf) {
-                queue.fail(format!("writing audit file: {e}"));
-                attempt = attempt.saturating_add(1);
-                if queue.is_closed() && attempt > 50 {
-                    tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
-                    return;
+            segments.extend(current.take());
+            for (first_seq, buf) in &segments {
+                let mut attempt = 0u32;
+                while let Err(e) = w
+                    .rotate_if_full(*first_seq)
+                    .and_then(|()| w.write_all_or_rollback(buf))
+                {
+                    queue.fail(format!("writing audit file: {e}"));
+                    attempt = attempt.saturating_add(1);
+                    if queue.is_closed() && attempt > 50 {
+                        tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
                 }
-                std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
             }
             if let Err(e) = w.after_batch(n as u64) {
-                queue.fail(format!("rotating or checkpointing: {e}"));
+                queue.fail(format!("checkpointing: {e}"));
             }
             queue.complete(n);
         }
