@@ -1,12 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod enroll;
 mod error;
 mod mac;
+mod mfa;
 mod otp;
+#[cfg(feature = "qr")]
+pub mod qr;
+pub mod recovery;
 pub mod secret;
+pub mod uri;
 
 pub use crate::error::OtpError;
+pub use crate::mfa::Mfa;
 pub use crate::otp::{
     Code, Digits, Hotp, MatchedCounter, MatchedStep, Period, Rejection, Totp, TotpParams, Window,
 };
