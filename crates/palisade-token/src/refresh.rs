@@ -616,6 +616,13 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         if now >= body.expires_at {
             return Ok(RefreshOutcome::Expired);
         }
+        // Revoked families are refused first, so that exactly one of several concurrent
+        // redemptions of a token gets its successor: the one whose claim wins. (Checking after
+        // the claim would let a concurrent loser's reuse detection revoke the winner's answer
+        // as well, leaving no winner.) A family revoked in between is caught at the next use.
+        if self.families.is_revoked(&body.family).await? {
+            return Ok(RefreshOutcome::Revoked);
+        }
         let mut claim_id = [0u8; 32];
         claim_id[..16].copy_from_slice(&body.family.0);
         claim_id[16..].copy_from_slice(&body.nonce);
@@ -640,9 +647,6 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
                 })
             }
             Claim::Claimed => {
-                if self.families.is_revoked(&body.family).await? {
-                    return Ok(RefreshOutcome::Revoked);
-                }
                 let token = self.mint(
                     body.family,
                     body.generation.saturating_add(1),

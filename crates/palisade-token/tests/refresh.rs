@@ -1,0 +1,363 @@
+//! Refresh-token rotation through the public API: reuse detection, sign-out, key rotation, and
+//! concurrent redemption of one token (exactly one wins) in memory and in Redis.
+
+// Test helpers may unwrap and index like the tests themselves: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+use core::time::Duration;
+use std::sync::Arc;
+
+use palisade_core::audit::{Action, MemorySink, Severity};
+use palisade_core::keyring::{Key, KeyId, KeyState, Keyring};
+use palisade_core::once::{MemoryOneTimeStore, OneTimeStore};
+use palisade_core::secret::SecretBytes;
+use palisade_core::time::{Clock, FakeClock, SystemClock, UnixTime};
+use palisade_token::refresh::{
+    FamilyStore, MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshTokens,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn ring() -> Arc<Keyring> {
+    Arc::new(Keyring::single(
+        KeyId::new("r1").unwrap(),
+        SecretBytes::new(vec![0x11; 32]),
+    ))
+}
+
+#[test]
+fn reuse_revokes_the_family_and_is_audited() {
+    let clock = FakeClock::new(UnixTime::from_secs(1_700_000_000));
+    let sink = Arc::new(MemorySink::new());
+    let tokens = RefreshTokens::new(
+        ring(),
+        MemoryOneTimeStore::with_clock(clock.clone()),
+        MemoryFamilyStore::with_clock(clock.clone()),
+        RefreshConfig::default(),
+    )
+    .unwrap()
+    .audit(sink.clone());
+    runtime().block_on(async {
+        let t0 = tokens.issue("alice", clock.now()).unwrap();
+        let other_family = tokens.issue("alice", clock.now()).unwrap();
+        let RefreshOutcome::Rotated { token: t1, subject } = tokens
+            .redeem(t0.expose_secret(), clock.now())
+            .await
+            .unwrap()
+        else {
+            panic!("first use rotates")
+        };
+        assert_eq!(subject, "alice");
+        assert_eq!(t1.family(), t0.family());
+        assert_eq!(t1.generation(), 1);
+        clock.advance(Duration::from_secs(60));
+        let RefreshOutcome::Rotated { token: t2, .. } = tokens
+            .redeem(t1.expose_secret(), clock.now())
+            .await
+            .unwrap()
+        else {
+            panic!("second use rotates")
+        };
+
+        // An attacker replays t0 (or the client does, after the attacker used it).
+        let outcome = tokens
+            .redeem(t0.expose_secret(), clock.now())
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, RefreshOutcome::ReuseDetected { family } if family == t0.family())
+        );
+        // The whole family is dead: the newest token too, and replays of old ones.
+        assert!(matches!(
+            tokens
+                .redeem(t2.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Revoked
+        ));
+        assert!(matches!(
+            tokens
+                .redeem(t1.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Revoked
+        ));
+        // Other families are untouched.
+        assert!(matches!(
+            tokens
+                .redeem(other_family.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
+        ));
+
+        let events: Vec<_> = sink
+            .events()
+            .into_iter()
+            .filter(|e| e.action == Action::TokenReuseDetected)
+            .collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].user_id.as_deref(), Some("alice"));
+        assert_eq!(events[0].severity, Severity::Critical);
+        assert_eq!(events[0].metadata["family"], t0.family().to_string());
+        assert_eq!(events[0].metadata["generation"], "0");
+        let json = serde_json::to_string(&sink.events()).unwrap();
+        assert!(!json.contains(t0.expose_secret()));
+    });
+}
+
+#[test]
+fn sign_out_revokes_the_family() {
+    let clock = FakeClock::new(UnixTime::from_secs(1_700_000_000));
+    let tokens = RefreshTokens::new(
+        ring(),
+        MemoryOneTimeStore::with_clock(clock.clone()),
+        MemoryFamilyStore::with_clock(clock.clone()),
+        RefreshConfig::default(),
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let t0 = tokens.issue("bob", clock.now()).unwrap();
+        tokens
+            .revoke_family(
+                &t0.family(),
+                clock.now().saturating_add(Duration::from_secs(90 * 86_400)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            tokens
+                .redeem(t0.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Revoked
+        ));
+    });
+}
+
+#[test]
+fn expired_tokens_and_rotated_keys() {
+    let clock = FakeClock::new(UnixTime::from_secs(1_700_000_000));
+    let mut keyring = Keyring::single(KeyId::new("r1").unwrap(), SecretBytes::new(vec![0x11; 32]));
+    let config = RefreshConfig::default().ttl(Duration::from_secs(3600));
+    let make = |ring: Keyring| {
+        RefreshTokens::new(
+            Arc::new(ring),
+            MemoryOneTimeStore::with_clock(clock.clone()),
+            MemoryFamilyStore::with_clock(clock.clone()),
+            config.clone(),
+        )
+        .unwrap()
+    };
+    let dup = |ring: &Keyring| {
+        let mut out = Keyring::new();
+        for k in ring.keys() {
+            out.insert(k.duplicate()).unwrap();
+        }
+        out
+    };
+    runtime().block_on(async {
+        let before = make(dup(&keyring));
+        let old = before.issue("carol", clock.now()).unwrap();
+        let stale = before.issue("carol", clock.now()).unwrap();
+        // A new active key: tokens under the old, now decrypt-only, key still redeem.
+        keyring
+            .insert(Key::new(
+                KeyId::new("r2").unwrap(),
+                KeyState::DecryptOnly,
+                SecretBytes::new(vec![0x22; 32]),
+            ))
+            .unwrap();
+        keyring
+            .set_state(&KeyId::new("r2").unwrap(), KeyState::Active)
+            .unwrap();
+        let after = make(dup(&keyring));
+        assert!(matches!(
+            after
+                .redeem(old.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
+        ));
+        // Once retired, they are invalid.
+        keyring
+            .set_state(&KeyId::new("r1").unwrap(), KeyState::Retired)
+            .unwrap();
+        let retired = make(dup(&keyring));
+        assert!(matches!(
+            retired
+                .redeem(stale.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Invalid
+        ));
+        // Past the token's lifetime: expired.
+        let fresh = retired.issue("carol", clock.now()).unwrap();
+        clock.advance(Duration::from_secs(3600));
+        assert!(matches!(
+            retired
+                .redeem(fresh.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Expired
+        ));
+    });
+}
+
+/// Redeems one token from `tasks` tasks at once, `rounds` times. Exactly one must rotate; the
+/// others see the reuse (the first of them revokes the family, later ones may find it revoked).
+async fn race<S, F>(tokens: Arc<RefreshTokens<S, F>>, tasks: usize, rounds: usize)
+where
+    S: OneTimeStore + 'static,
+    F: FamilyStore + 'static,
+{
+    for round in 0..rounds {
+        let token = tokens.issue("racer", SystemClock.now()).unwrap();
+        let text: Arc<str> = token.expose_secret().into();
+        let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    tokens.redeem(&text, SystemClock.now()).await.unwrap()
+                })
+            })
+            .collect();
+        let mut rotated = Vec::new();
+        let mut reused = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                RefreshOutcome::Rotated { token, .. } => rotated.push(token),
+                RefreshOutcome::ReuseDetected { .. } => reused += 1,
+                RefreshOutcome::Revoked => {}
+                other => panic!("round {round}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(rotated.len(), 1, "round {round}: exactly one winner");
+        assert!(reused >= 1, "round {round}: the duplicate was not detected");
+        // The concurrent duplicate is indistinguishable from theft, so the family is revoked,
+        // the winner's new token included.
+        let winner = rotated.pop().unwrap();
+        assert!(matches!(
+            tokens
+                .redeem(winner.expose_secret(), SystemClock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Revoked
+        ));
+    }
+}
+
+#[test]
+fn concurrent_redemption_in_memory_has_one_winner() {
+    let tokens = Arc::new(
+        RefreshTokens::new(
+            ring(),
+            MemoryOneTimeStore::new(),
+            MemoryFamilyStore::new(),
+            RefreshConfig::default(),
+        )
+        .unwrap(),
+    );
+    runtime().block_on(race(tokens, 16, 50));
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn concurrent_redemption_in_redis_has_one_winner() {
+    use palisade_core::once::RedisOneTimeStore;
+    use palisade_token::refresh::RedisFamilyStore;
+
+    let Ok(url) = std::env::var("PALISADE_REDIS_URL") else {
+        eprintln!("skipped: PALISADE_REDIS_URL is not set");
+        return;
+    };
+    let run = format!(
+        "palisade-token-test:{}:{}",
+        std::process::id(),
+        SystemClock.now().as_nanos()
+    );
+    runtime().block_on(async {
+        // Two connections each, as two service instances would have.
+        let once = RedisOneTimeStore::connect(&url)
+            .await
+            .unwrap()
+            .prefix(format!("{run}:once"));
+        let families = RedisFamilyStore::connect(&url)
+            .await
+            .unwrap()
+            .prefix(format!("{run}:family"));
+        // Short lifetimes: every key this test writes expires by itself within two minutes.
+        let config = RefreshConfig::default()
+            .ttl(Duration::from_secs(120))
+            .family_lifetime(Duration::from_secs(120));
+        let tokens = Arc::new(RefreshTokens::new(ring(), once, families, config).unwrap());
+        race(tokens.clone(), 8, 10).await;
+
+        let t0 = tokens.issue("dave", SystemClock.now()).unwrap();
+        assert!(matches!(
+            tokens
+                .redeem(t0.expose_secret(), SystemClock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Rotated { .. }
+        ));
+        assert!(matches!(
+            tokens
+                .redeem(t0.expose_secret(), SystemClock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::ReuseDetected { .. }
+        ));
+        cleanup(&url, &run).await;
+    });
+}
+
+#[cfg(feature = "redis")]
+async fn cleanup(url: &str, run: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{run}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_down_fails_closed() {
+    use palisade_core::once::RedisOneTimeStore;
+    // Nothing listens on port 1: connecting fails with a typed error, no panic.
+    runtime().block_on(async {
+        assert!(
+            RedisOneTimeStore::connect("redis://127.0.0.1:1")
+                .await
+                .is_err()
+        );
+        assert!(
+            palisade_token::refresh::RedisFamilyStore::connect("redis://127.0.0.1:1")
+                .await
+                .is_err()
+        );
+    });
+}
