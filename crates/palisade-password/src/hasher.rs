@@ -1,0 +1,481 @@
+//! Hashing and verifying passwords: [`Hasher`].
+//!
+//! [`Hasher::hash`] makes an Argon2id PHC string with the configured [`Params`] and a fresh
+//! 16-byte salt from a [`SecureRandom`]; [`Hasher::verify`] checks a password against a stored
+//! string with the parameters recorded in it, and says whether the hash should be upgraded;
+//! [`Hasher::verify_or_dummy`] does the same work when the account does not exist, so the
+//! response time does not tell an attacker which user names are registered.
+//!
+//! # Errors
+//! [`Error::MalformedHash`] / [`Error::UnsupportedAlgorithm`] for a stored string that cannot
+//! be used, [`Error::CostTooHigh`] for one beyond the [`CostLimits`], [`Error::PasswordTooLong`]
+//! beyond [`MAX_PASSWORD_BYTES`], [`Error::OutOfMemory`] when the
+//! Argon2 memory cannot be allocated, [`Error::Random`] if the salt source fails. A wrong
+//! password is not an error: it is [`Verification::Mismatch`].
+//!
+//! # Panics
+//! None. Allocation of Argon2's memory is fallible (`try_reserve`), so even an absurd `m`
+//! within the limits is an error, not an abort.
+//!
+//! # Security
+//! - Passwords are taken as `&str` or `&Zeroizing<String>`; a normalised copy, if one is
+//!   needed, is wiped on drop; Argon2's working memory (up to `m` KiB of password-derived data)
+//!   is wiped before it is freed; no error or `Debug` output contains a password.
+//! - The computed output is compared in constant time.
+//! - Verification runs at the cost stored in the hash. A user whose hash is older and cheaper
+//!   than the current preset answers faster than one whose hash is current; upgrading hashes
+//!   at login ([`Verified::needs_rehash`]) closes that gap over time.
+
+use palisade_core::random::{SecureRandom, SystemRandom};
+use palisade_core::secret::ct_eq;
+use zeroize::Zeroize;
+
+use crate::normalize::Normalized;
+use crate::phc::Algorithm;
+use crate::{CostLimits, Error, MAX_PASSWORD_BYTES, Normalization, Params, PasswordHash};
+
+/// Output length in bytes (RFC 9106 recommends 256 bits).
+pub(crate) const OUTPUT_LEN: usize = 32;
+/// Salt length in bytes (RFC 9106 recommends 128 bits).
+pub(crate) const SALT_LEN: usize = 16;
+/// Salt of the dummy computation. Argon2's running time does not depend on the salt's value.
+const DUMMY_SALT: [u8; SALT_LEN] = *b"palisade-dummy-s";
+
+/// Hashes and verifies passwords with one set of Argon2id parameters.
+///
+/// Cheap to construct and `Send + Sync`; share one per service (for example in an `Arc` or
+/// application state). Hashing is CPU-bound and takes tens of milliseconds: in async code,
+/// run it on a blocking thread (`tokio::task::spawn_blocking`).
+///
+/// ```
+/// use palisade_password::{Hasher, Params, Verification};
+///
+/// # let params = Params::new(64, 1, 1)?; // tiny, to keep the doctest fast; use a preset
+/// let hasher = Hasher::new(params);
+/// let stored = hasher.hash("correct horse battery staple")?;
+///
+/// match hasher.verify(stored.as_str(), "correct horse battery staple")? {
+///     Verification::Match(verified) => assert!(!verified.needs_rehash()),
+///     Verification::Mismatch => unreachable!(),
+/// }
+/// assert!(!hasher.verify(stored.as_str(), "wrong")?.is_match());
+/// # Ok::<(), palisade_password::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Hasher<R = SystemRandom> {
+    params: Params,
+    limits: CostLimits,
+    normalization: Normalization,
+    rng: R,
+}
+
+impl Hasher<SystemRandom> {
+    /// A hasher with `params`, salts from [`SystemRandom`], the default [`CostLimits`] and
+    /// NFKC normalisation.
+    pub fn new(params: Params) -> Self {
+        Self::with_rng(params, SystemRandom)
+    }
+}
+
+impl Default for Hasher<SystemRandom> {
+    /// [`Params::default`] ([`Params::OWASP_19_MIB`]).
+    fn default() -> Self {
+        Self::new(Params::default())
+    }
+}
+
+impl<R: SecureRandom> Hasher<R> {
+    /// A hasher drawing salts from `rng`.
+    pub fn with_rng(params: Params, rng: R) -> Self {
+        Self {
+            params,
+            limits: CostLimits::default(),
+            normalization: Normalization::default(),
+            rng,
+        }
+    }
+
+    /// Replaces the limits on what a stored hash may cost to verify.
+    #[must_use]
+    pub fn with_cost_limits(mut self, limits: CostLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Replaces the normalisation (NFKC by default). Every stored hash depends on it: see
+    /// [`Normalization`].
+    #[must_use]
+    pub fn with_normalization(mut self, normalization: Normalization) -> Self {
+        self.normalization = normalization;
+        self
+    }
+
+    /// The parameters new hashes get.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// Hashes `password` with a fresh salt.
+    ///
+    /// Does not apply a [`Policy`](crate::Policy): check the policy when a password is chosen,
+    /// not when an existing one is rehashed.
+    ///
+    /// # Errors
+    /// [`Error::PasswordTooLong`], [`Error::Random`], [`Error::OutOfMemory`].
+    pub fn hash<P: AsRef<str> + ?Sized>(&self, password: &P) -> Result<PasswordHash, Error> {
+        let password = self.normalize(password.as_ref())?;
+        let mut salt = [0u8; SALT_LEN];
+        self.rng.fill(&mut salt)?;
+        let mut output = [0u8; OUTPUT_LEN];
+        let computed = compute(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            self.params,
+            password.as_str().as_bytes(),
+            &salt,
+            &mut output,
+        );
+        let result = computed.and_then(|()| PasswordHash::from_parts(self.params, &salt, &output));
+        output.zeroize();
+        result
+    }
+
+    /// Verifies `password` against a stored PHC string.
+    ///
+    /// # Errors
+    /// [`Error::MalformedHash`], [`Error::UnsupportedAlgorithm`], [`Error::CostTooHigh`],
+    /// [`Error::PasswordTooLong`], [`Error::OutOfMemory`]. A wrong password is
+    /// `Ok(Verification::Mismatch)`.
+    pub fn verify<P: AsRef<str> + ?Sized>(
+        &self,
+        stored: &str,
+        password: &P,
+    ) -> Result<Verification, Error> {
+        self.verify_hash(&PasswordHash::parse(stored)?, password)
+    }
+
+    /// Verifies `password` against an already parsed hash.
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`], less the parse errors.
+    pub fn verify_hash<P: AsRef<str> + ?Sized>(
+        &self,
+        stored: &PasswordHash,
+        password: &P,
+    ) -> Result<Verification, Error> {
+        let params = stored.params();
+        if !self.limits.allows(&params) {
+            return Err(Error::CostTooHigh {
+                m_kib: params.m_kib(),
+                t: params.t(),
+                p: params.p(),
+            });
+        }
+        let password = self.normalize(password.as_ref())?;
+        let expected = stored.output();
+        let mut output = [0u8; 64];
+        let out = output
+            .get_mut(..expected.len())
+            .ok_or(Error::MalformedHash {
+                reason: "hash output too long",
+            })?;
+        compute(
+            stored.algorithm(),
+            stored.argon2_version(),
+            params,
+            password.as_str().as_bytes(),
+            stored.salt(),
+            out,
+        )?;
+        let matched = ct_eq(out, expected);
+        output.zeroize();
+        Ok(if matched {
+            Verification::Match(Verified {
+                needs_rehash: !self.is_current(stored),
+            })
+        } else {
+            Verification::Mismatch
+        })
+    }
+
+    /// Verifies against `stored`, or, when the account does not exist (`None`), spends the
+    /// same time hashing against a dummy with the current parameters and answers
+    /// [`Verification::Mismatch`].
+    ///
+    /// Look the user up, then call this whatever the lookup found: the caller cannot tell
+    /// from the time taken whether the account exists (as long as its hash uses the current
+    /// parameters; see the module's security notes).
+    ///
+    /// ```
+    /// use palisade_password::{Hasher, Params};
+    ///
+    /// # let hasher = Hasher::new(Params::new(64, 1, 1)?);
+    /// # let db = std::collections::HashMap::from([("alice", hasher.hash("alice's long passphrase")?.into_string())]);
+    /// let stored: Option<&str> = db.get("mallory").map(String::as_str);
+    /// assert!(!hasher.verify_or_dummy(stored, "guess")?.is_match());
+    /// # Ok::<(), palisade_password::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`]. With `None`, only [`Error::PasswordTooLong`] and
+    /// [`Error::OutOfMemory`].
+    pub fn verify_or_dummy<P: AsRef<str> + ?Sized>(
+        &self,
+        stored: Option<&str>,
+        password: &P,
+    ) -> Result<Verification, Error> {
+        if let Some(stored) = stored {
+            return self.verify(stored, password);
+        }
+        let password = self.normalize(password.as_ref())?;
+        let mut output = [0u8; OUTPUT_LEN];
+        compute(
+            Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            self.params,
+            password.as_str().as_bytes(),
+            &DUMMY_SALT,
+            &mut output,
+        )?;
+        // The same constant-time comparison as a real verification; its result is ignored.
+        let _ = core::hint::black_box(ct_eq(&output, &[0u8; OUTPUT_LEN]));
+        output.zeroize();
+        Ok(Verification::Mismatch)
+    }
+
+    /// Whether a stored hash differs from what [`Hasher::hash`] makes now (algorithm, version,
+    /// parameters, salt or output length), so it should be replaced at the next login.
+    ///
+    /// # Errors
+    /// [`Error::MalformedHash`], [`Error::UnsupportedAlgorithm`].
+    pub fn needs_rehash(&self, stored: &str) -> Result<bool, Error> {
+        Ok(!self.is_current(&PasswordHash::parse(stored)?))
+    }
+
+    /// Whether `stored` is exactly what this hasher would make now (salt aside).
+    pub fn is_current(&self, stored: &PasswordHash) -> bool {
+        stored.algorithm() == Algorithm::Argon2id
+            && stored.version() == 0x13
+            && stored.params() == self.params
+            && stored.salt().len() >= SALT_LEN
+            && stored.output().len() == OUTPUT_LEN
+    }
+
+    fn normalize<'a>(&self, password: &'a str) -> Result<Normalized<'a>, Error> {
+        let too_long = Error::PasswordTooLong {
+            max_bytes: MAX_PASSWORD_BYTES,
+        };
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(too_long);
+        }
+        let normalized = self.normalization.apply(password);
+        if normalized.as_str().len() > MAX_PASSWORD_BYTES {
+            return Err(too_long);
+        }
+        Ok(normalized)
+    }
+}
+
+/// The outcome of a verification. A mismatch is an expected answer, not an error.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The password is correct.
+    Match(Verified),
+    /// The password is wrong, or the account does not exist.
+    Mismatch,
+}
+
+impl Verification {
+    /// Whether the password is correct.
+    pub fn is_match(&self) -> bool {
+        matches!(self, Verification::Match(_))
+    }
+}
+
+/// Proof that a password matched; only this crate can make one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    needs_rehash: bool,
+}
+
+impl Verified {
+    /// Whether the stored hash is outdated: hash the password just verified again with
+    /// [`Hasher::hash`] and store the result.
+    pub fn needs_rehash(&self) -> bool {
+        self.needs_rehash
+    }
+}
+
+/// Runs Argon2 into `out` with memory this function allocates fallibly and wipes afterwards.
+fn compute(
+    algorithm: Algorithm,
+    version: argon2::Version,
+    params: Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), Error> {
+    let argon2_params =
+        argon2::Params::new(params.m_kib(), params.t(), params.p(), Some(out.len()))
+            .map_err(Error::Argon2)?;
+    let blocks = argon2_params.block_count();
+    let context = argon2::Argon2::new(algorithm.to_argon2(), version, argon2_params);
+    let mut memory: Vec<argon2::Block> = Vec::new();
+    memory
+        .try_reserve_exact(blocks)
+        .map_err(|_| Error::OutOfMemory {
+            kib: params.m_kib(),
+        })?;
+    memory.resize(blocks, argon2::Block::default());
+    let result = context.hash_password_into_with_memory(password, salt, out, &mut memory);
+    memory.zeroize();
+    result.map_err(Error::Argon2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Hasher {
+        Hasher::new(Params::new(64, 1, 1).unwrap())
+    }
+
+    /// From the Argon2 reference implementation's tests (phc-winner-argon2 `src/test.c`,
+    /// password "password", salt "somesalt", m=256, t=2, p=2, version 0x13); more vectors in
+    /// `tests/data/`.
+    #[test]
+    fn known_answer_from_reference_phc_string() {
+        let phc = "$argon2id$v=19$m=256,t=2,p=2$c29tZXNhbHQ$\
+                   bQk8UB/VmZZF4Oo79iDXuL5/0ttZwg2f/5U52iv1cDc";
+        let hasher = Hasher::new(Params::new(256, 2, 2).unwrap());
+        assert!(hasher.verify(phc, "password").unwrap().is_match());
+        assert!(!hasher.verify(phc, "passwore").unwrap().is_match());
+    }
+
+    #[test]
+    fn independent_argon2_accepts_our_hash() {
+        use argon2::{PasswordVerifier, password_hash};
+        let stored = tiny().hash("hunter2 hunter2").unwrap();
+        let parsed = password_hash::PasswordHash::new(stored.as_str()).unwrap();
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"hunter2 hunter2", &parsed)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn salts_differ() {
+        let h = tiny();
+        let a = h.hash("same").unwrap();
+        let b = h.hash("same").unwrap();
+        assert_ne!(a.as_str(), b.as_str());
+        assert_eq!(a.salt().len(), SALT_LEN);
+    }
+
+    #[test]
+    fn dummy_never_matches() {
+        let h = tiny();
+        assert_eq!(h.verify_or_dummy(None, "").unwrap(), Verification::Mismatch);
+        let stored = h.hash("pw").unwrap();
+        assert!(
+            h.verify_or_dummy(Some(stored.as_str()), "pw")
+                .unwrap()
+                .is_match()
+        );
+    }
+
+    #[test]
+    fn cost_limits_stop_expensive_hashes_before_hashing() {
+        let h = tiny().with_cost_limits(CostLimits::new(1024, 1, 1).unwrap());
+        let huge = "$argon2id$v=19$m=4294967295,t=4294967295,p=1$c29tZXNhbHQ$\
+                    CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(matches!(
+            h.verify(huge, "password"),
+            Err(Error::CostTooHigh {
+                m_kib: 4_294_967_295,
+                ..
+            })
+        ));
+        assert!(matches!(
+            tiny().verify_or_dummy(Some(huge), "password"),
+            Err(Error::CostTooHigh { .. })
+        ));
+    }
+
+    #[test]
+    fn overlong_passwords_are_refused() {
+        let h = tiny();
+        let long = "a".repeat(MAX_PASSWORD_BYTES + 1);
+        assert!(matches!(h.hash(&long), Err(Error::PasswordTooLong { .. })));
+        let stored = h.hash("x").unwrap();
+        assert!(matches!(
+            h.verify(stored.as_str(), &long),
+            Err(Error::PasswordTooLong { .. })
+        ));
+        // Normalisation can grow a password: U+FDFA becomes 18 characters.
+        let grows = "\u{fdfa}".repeat(MAX_PASSWORD_BYTES / 3);
+        assert!(grows.len() <= MAX_PASSWORD_BYTES);
+        assert!(matches!(h.hash(&grows), Err(Error::PasswordTooLong { .. })));
+        assert!(h.hash(&"a".repeat(MAX_PASSWORD_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn normalisation_makes_forms_equal_and_none_does_not() {
+        let h = tiny();
+        let stored = h.hash("caf\u{e9} au lait").unwrap();
+        assert!(
+            h.verify(stored.as_str(), "cafe\u{301} au lait")
+                .unwrap()
+                .is_match()
+        );
+        let raw = tiny().with_normalization(Normalization::None);
+        let stored = raw.hash("caf\u{e9} au lait").unwrap();
+        assert!(
+            !raw.verify(stored.as_str(), "cafe\u{301} au lait")
+                .unwrap()
+                .is_match()
+        );
+    }
+
+    #[test]
+    fn errors_never_contain_the_password() {
+        let h = tiny();
+        let secret = "SuperSecret-Passw0rd-do-not-log";
+        let long = secret.repeat(200);
+        let e = h.hash(&long).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("SuperSecret"));
+        let e = h.verify("$argon2id$garbage", secret).unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("SuperSecret"));
+    }
+
+    #[test]
+    fn zeroizing_input_is_accepted() {
+        let h = tiny();
+        let pw = zeroize::Zeroizing::new(String::from("in a wiped buffer"));
+        let stored = h.hash(&pw).unwrap();
+        assert!(h.verify(stored.as_str(), &pw).unwrap().is_match());
+    }
+
+    #[test]
+    fn other_variants_verify_and_need_rehash() {
+        use argon2::PasswordHasher;
+        let salt = argon2::password_hash::SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        for (alg, version) in [
+            (argon2::Algorithm::Argon2i, argon2::Version::V0x13),
+            (argon2::Algorithm::Argon2d, argon2::Version::V0x13),
+            (argon2::Algorithm::Argon2id, argon2::Version::V0x10),
+        ] {
+            let phc = argon2::Argon2::new(alg, version, params.clone())
+                .hash_password(b"legacy", &salt)
+                .unwrap()
+                .to_string();
+            match tiny().verify(&phc, "legacy").unwrap() {
+                Verification::Match(v) => assert!(v.needs_rehash(), "{phc}"),
+                Verification::Mismatch => panic!("{phc} did not verify"),
+            }
+        }
+    }
+}
