@@ -2,11 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod host;
-mod pin;
-mod policy;
+pub mod host;
+pub mod pin;
+pub mod policy;
 #[cfg(feature = "rustls")]
-mod verifier;
+pub mod verifier;
 
 pub use error::PinError;
 pub use host::{HostPattern, canonical_host};
