@@ -6,7 +6,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod keygen;
+mod pin;
 mod size;
+mod totp;
 mod workloads;
 
 use std::process::ExitCode;
@@ -26,6 +28,13 @@ struct Cli {
 enum Command {
     /// Print a new key in the form the crates load.
     Keygen(keygen::Args),
+    /// Print the SPKI pin and SHA-256 fingerprint of every certificate in a file or a live chain.
+    Pin(pin::Args),
+    /// TOTP secrets, codes and checks.
+    #[command(subcommand)]
+    Totp(totp::Command),
+    /// Print new recovery codes, one a line.
+    RecoveryCodes(totp::RecoveryArgs),
     /// Measure every hot path on 1..N threads and say what the rates mean for sizing.
     Size(SizeArgs),
 }
@@ -57,6 +66,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => keygen::run(&args)?,
+        Command::Pin(args) => pin::run(&args)?,
+        Command::Totp(command) => return totp::run(&command),
+        Command::RecoveryCodes(args) => totp::recovery_codes(&args)?,
         Command::Size(args) => {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let threads = args.threads.unwrap_or(cores).max(1);

@@ -97,3 +97,325 @@ fn size_prints_a_table_and_json() {
         assert_eq!(row["rates"].as_array().unwrap().len(), 2);
     }
 }
+
+#[test]
+fn totp_code_and_verify_match_rfc_6238() {
+    // RFC 6238 appendix B, SHA-1 seed "12345678901234567890" in base32, T = 59.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let out = palisade(&[
+        "totp", "code", "--secret", secret, "--at", "59", "--digits", "8",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "94287082");
+    let sha512 = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNA=";
+    let out = palisade(&[
+        "totp",
+        "code",
+        "--secret",
+        sha512,
+        "--at",
+        "1111111109",
+        "--digits",
+        "8",
+        "--algorithm",
+        "SHA512",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "25091201");
+
+    let verify = |code: &str| {
+        palisade(&[
+            "totp", "verify", "--secret", secret, "--at", "59", "--digits", "8", "--code", code,
+        ])
+    };
+    let ok = verify("94287082");
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    let bad = verify("94287083");
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    let malformed = verify("12ab");
+    assert_eq!(malformed.status.code(), Some(1));
+}
+
+#[test]
+fn totp_rejects_bad_secrets_and_parameters() {
+    let out = palisade(&["totp", "code", "--secret", "not base32!"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("base32"), "{}", stderr(&out));
+    let out = palisade(&[
+        "totp",
+        "code",
+        "--secret",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "--period",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let out = palisade(&[
+        "totp",
+        "code",
+        "--secret",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "--digits",
+        "9",
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn totp_new_prints_secret_uri_and_qr() {
+    let out = palisade(&[
+        "totp",
+        "new",
+        "--issuer",
+        "Acme Co",
+        "--account",
+        "alice@example.com",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let uri = text
+        .lines()
+        .find_map(|l| l.strip_prefix("uri:    "))
+        .unwrap();
+    assert!(uri.starts_with("otpauth://totp/Acme%20Co:alice"), "{uri}");
+    assert!(uri.contains(&format!("secret={secret}")));
+    assert!(uri.contains("issuer=Acme%20Co"), "{uri}");
+    assert!(text.contains('█'), "a terminal QR code is printed");
+    // The printed secret produces codes the verifier accepts.
+    let code = stdout(&palisade(&[
+        "totp", "code", "--secret", &secret, "--at", "1000000",
+    ]));
+    let check = palisade(&[
+        "totp",
+        "verify",
+        "--secret",
+        &secret,
+        "--at",
+        "1000000",
+        "--code",
+        code.trim(),
+    ]);
+    assert_eq!(check.status.code(), Some(0));
+
+    let dir = std::env::temp_dir().join(format!("palisade-cli-qr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, magic) in [("qr.png", &b"\x89PNG"[..]), ("qr.svg", &b"<?xml"[..])] {
+        let path = dir.join(name);
+        let out = palisade(&[
+            "totp",
+            "new",
+            "--issuer",
+            "A",
+            "--account",
+            "b",
+            "--qr",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stdout(&out).contains('█'));
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(magic), "{name}");
+    }
+    let out = palisade(&[
+        "totp",
+        "new",
+        "--issuer",
+        "A",
+        "--account",
+        "b",
+        "--qr",
+        dir.join("qr.gif").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn recovery_codes_are_distinct_and_formatted() {
+    let out = palisade(&["recovery-codes", "-n", "12"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let codes: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(codes.len(), 12);
+    let unique: std::collections::HashSet<_> = codes.iter().collect();
+    assert_eq!(unique.len(), 12);
+    for code in &codes {
+        palisade_otp::recovery::RecoveryCode::parse(code).unwrap();
+        assert!(code.contains('-'), "{code}");
+    }
+    assert_eq!(stdout(&palisade(&["recovery-codes"])).lines().count(), 10);
+    assert!(!palisade(&["recovery-codes", "-n", "0"]).status.success());
+}
+
+fn generated_chain() -> (String, Vec<Vec<u8>>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Palisade Test CA");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let pem = format!("{}{}", leaf.pem(), ca.pem());
+    (
+        pem,
+        vec![
+            leaf.der().to_vec(),
+            ca.der().to_vec(),
+            leaf_key.serialize_der(),
+        ],
+    )
+}
+
+/// Runs `openssl` when it is installed; `None` otherwise.
+fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Option<Vec<u8>> {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    Some(out.stdout)
+}
+
+#[test]
+fn pin_agrees_with_openssl() {
+    let (pem, _) = generated_chain();
+    let dir = std::env::temp_dir().join(format!("palisade-cli-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("chain.pem");
+    std::fs::write(&path, &pem).unwrap();
+    let out = palisade(&["pin", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let spki: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("spki-pin:"))
+        .map(str::trim)
+        .collect();
+    let fps: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("fingerprint:"))
+        .map(str::trim)
+        .collect();
+    assert_eq!((spki.len(), fps.len()), (2, 2), "{text}");
+    assert!(text.contains("subject:      CN=Palisade Test CA"), "{text}");
+
+    // Each certificate alone, through openssl.
+    let leaf_pem = pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    let Some(pubkey) = openssl(&["x509", "-pubkey", "-noout"], Some(leaf_pem.as_bytes())) else {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    };
+    let der = openssl(&["pkey", "-pubin", "-outform", "der"], Some(&pubkey)).unwrap();
+    let digest = openssl(&["dgst", "-sha256", "-binary"], Some(&der)).unwrap();
+    let b64 = openssl(&["base64"], Some(&digest)).unwrap();
+    assert_eq!(
+        spki[0],
+        format!("sha256/{}", String::from_utf8(b64).unwrap().trim())
+    );
+    let fp = openssl(
+        &["x509", "-noout", "-fingerprint", "-sha256"],
+        Some(leaf_pem.as_bytes()),
+    )
+    .unwrap();
+    let fp = String::from_utf8(fp).unwrap();
+    assert_eq!(fps[0], fp.trim().rsplit('=').next().unwrap());
+
+    // DER input gives the same pins.
+    let der_path = dir.join("leaf.der");
+    let der_cert = openssl(&["x509", "-outform", "der"], Some(leaf_pem.as_bytes())).unwrap();
+    std::fs::write(&der_path, der_cert).unwrap();
+    let out = stdout(&palisade(&["pin", der_path.to_str().unwrap()]));
+    assert!(out.contains(spki[0]) && out.contains(fps[0]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pin_refuses_garbage_with_a_reason() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-garbage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("junk.pem");
+    std::fs::write(
+        &path,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = palisade(&["pin", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).is_empty());
+    let out = palisade(&["pin", dir.join("absent").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = palisade(&["pin"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn pin_connect_reads_a_live_chain() {
+    use std::sync::Arc;
+    let (_, ders) = generated_chain();
+    let certs = vec![
+        rustls::pki_types::CertificateDer::from(ders[0].clone()),
+        rustls::pki_types::CertificateDer::from(ders[1].clone()),
+    ];
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ders[2].clone().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut sock).is_err() {
+                return;
+            }
+        }
+        let _ = conn.complete_io(&mut sock);
+    });
+    let out = palisade(&[
+        "pin",
+        "--connect",
+        &addr.to_string(),
+        "--server-name",
+        "localhost",
+    ]);
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let file_pins = palisade_pin::pins_from_der(&ders[0]).unwrap();
+    assert!(text.contains(&file_pins[0].spki().to_string()), "{text}");
+    assert!(
+        text.contains("certificate 1"),
+        "the intermediate is shown too: {text}"
+    );
+
+    let refused = palisade(&["pin", "--connect", "127.0.0.1:1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("cannot connect"));
+}
