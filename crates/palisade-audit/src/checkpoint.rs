@@ -440,10 +440,15 @@ mod tests {
         // Standard base64 uses '+': keys whose encoding holds one must still read back.
         let mut with_plus = 0;
         for seed in 0u8..64 {
-            let v = CheckpointSigner::from_seed("audit-1", "o", &[seed; 32]).unwrap().verifier();
+            let v = CheckpointSigner::from_seed("audit-1", "o", &[seed; 32])
+                .unwrap()
+                .verifier();
             let vkey = v.to_vkey();
             with_plus += usize::from(vkey.matches('+').count() > 2);
-            assert_eq!(CheckpointVerifier::from_vkey(&vkey).unwrap().to_vkey(), vkey);
+            assert_eq!(
+                CheckpointVerifier::from_vkey(&vkey).unwrap().to_vkey(),
+                vkey
+            );
         }
         assert!(with_plus > 0, "no seed exercised a '+' in the key");
     }
