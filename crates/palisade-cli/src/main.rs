@@ -5,6 +5,7 @@
 // A command-line tool talks on stdout and stderr by design.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit;
 mod keygen;
 mod pin;
 mod size;
@@ -35,6 +36,9 @@ enum Command {
     Totp(totp::Command),
     /// Print new recovery codes, one a line.
     RecoveryCodes(totp::RecoveryArgs),
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Measure every hot path on 1..N threads and say what the rates mean for sizing.
     Size(SizeArgs),
 }
@@ -69,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(args) => pin::run(&args)?,
         Command::Totp(command) => return totp::run(&command),
         Command::RecoveryCodes(args) => totp::recovery_codes(&args)?,
+        Command::Audit(command) => return audit::run(&command),
         Command::Size(args) => {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let threads = args.threads.unwrap_or(cores).max(1);

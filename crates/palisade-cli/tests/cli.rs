@@ -419,3 +419,96 @@ fn pin_connect_reads_a_live_chain() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).contains("cannot connect"));
 }
+
+/// Writes a signed, hash-chained trail of `n` events; returns its file and the public key.
+fn audit_trail(dir: &std::path::Path, n: u64) -> (std::path::PathBuf, String) {
+    use palisade_audit::file::{JsonlConfig, JsonlSink};
+    use palisade_audit::{Action, AuditEvent, AuditSink, CheckpointSigner};
+    let signer = CheckpointSigner::generate(
+        "ops",
+        "example.com/audit",
+        &palisade_core::random::SystemRandom,
+    )
+    .unwrap();
+    let vkey = signer.verifier().to_vkey();
+    let sink = JsonlSink::open(JsonlConfig::new(dir, "audit").checkpoints(signer, 1_000)).unwrap();
+    for i in 0..n {
+        sink.record(
+            AuditEvent::new(
+                Action::LoginFailed,
+                palisade_core::time::UnixTime::from_secs(1_700_000_000 + i),
+            )
+            .user_id(format!("u{i}")),
+        );
+    }
+    sink.shutdown().unwrap();
+    (dir.join("audit-00000000000000000000.jsonl"), vkey)
+}
+
+#[test]
+fn audit_verify_accepts_intact_and_finds_tampering() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, vkey) = audit_trail(&dir, 20);
+    let path = file.to_str().unwrap();
+
+    let out = palisade(&["audit", "verify", path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("intact: 20 records"),
+        "{}",
+        stdout(&out)
+    );
+    let out = palisade(&["audit", "verify", path, "--public-key", &vkey]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("attested: 20 records"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Edit one user id on line 7: the first bad record is line 7.
+    let original = std::fs::read_to_string(&file).unwrap();
+    let tampered = original.replacen("\"u6\"", "\"u9\"", 1);
+    assert_ne!(tampered, original);
+    std::fs::write(&file, &tampered).unwrap();
+    let out = palisade(&["audit", "verify", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("line 7"), "{}", stdout(&out));
+
+    // Cut the last three records: the chain alone looks fine, the checkpoint does not.
+    let lines: Vec<&str> = original.lines().collect();
+    std::fs::write(&file, format!("{}\n", lines[..17].join("\n"))).unwrap();
+    assert_eq!(palisade(&["audit", "verify", path]).status.code(), Some(0));
+    let out = palisade(&["audit", "verify", path, "--public-key", &vkey]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("Truncated"), "{}", stdout(&out));
+
+    // A wrong key is an error, not a verdict.
+    let other = palisade_audit::CheckpointSigner::generate(
+        "ops",
+        "example.com/audit",
+        &palisade_core::random::SystemRandom,
+    )
+    .unwrap()
+    .verifier()
+    .to_vkey();
+    std::fs::write(&file, &original).unwrap();
+    let out = palisade(&["audit", "verify", path, "--public-key", &other]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
