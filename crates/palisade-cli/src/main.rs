@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit;
+mod field;
 mod keygen;
 mod pin;
 mod size;
@@ -36,6 +37,12 @@ enum Command {
     Totp(totp::Command),
     /// Print new recovery codes, one a line.
     RecoveryCodes(totp::RecoveryArgs),
+    /// Field encryption: encrypt, decrypt, migrate a column, report its status.
+    #[command(subcommand)]
+    Field(field::Command),
+    /// Read Fernet tokens (to migrate a Python service's data).
+    #[command(subcommand)]
+    Fernet(field::FernetCommand),
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(audit::Command),
@@ -74,6 +81,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Totp(command) => return totp::run(&command),
         Command::RecoveryCodes(args) => totp::recovery_codes(&args)?,
         Command::Audit(command) => return audit::run(&command),
+        Command::Field(command) => field::run(&command)?,
+        Command::Fernet(command) => field::fernet(&command)?,
         Command::Size(args) => {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let threads = args.threads.unwrap_or(cores).max(1);

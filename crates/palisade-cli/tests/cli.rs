@@ -11,7 +11,6 @@ fn palisade(args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[allow(dead_code)]
 fn palisade_stdin(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
@@ -510,5 +509,233 @@ fn audit_verify_accepts_intact_and_finds_tampering() {
     let out = palisade(&["audit", "verify", path, "--public-key", &other]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fernet_decrypt_reads_the_spec_vector() {
+    // Fernet specification, verify.json.
+    let token = "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA==";
+    let key = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+    let out = palisade_stdin(
+        &["fernet", "decrypt", "--key", key],
+        format!("{token}\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hello");
+    // MultiFernet: the right key second.
+    let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let out = palisade_stdin(
+        &["fernet", "decrypt", "--key", &format!("{other},{key}")],
+        token.as_bytes(),
+    );
+    assert_eq!(out.stdout, b"hello", "{}", stderr(&out));
+    // The token is from 1985: with a TTL it has expired.
+    let out = palisade_stdin(
+        &["fernet", "decrypt", "--key", key, "--ttl", "60"],
+        token.as_bytes(),
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).lines().count(),
+        1,
+        "one line: {}",
+        stderr(&out)
+    );
+    // A tampered token, or the wrong key: a one-line reason, nothing on stdout.
+    let tampered = token.replacen("gAAAAAAd", "gAAAAAAe", 1);
+    for (k, t) in [(key, tampered.as_str()), (other, token)] {
+        let out = palisade_stdin(&["fernet", "decrypt", "--key", k], t.as_bytes());
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        assert!(stderr(&out).contains("invalid token"), "{}", stderr(&out));
+    }
+}
+
+fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("field.keys");
+    let key = stdout(&palisade(&["keygen", "field", "--id", "k1"]));
+    std::fs::write(&path, key).unwrap();
+    path
+}
+
+#[test]
+fn field_encrypt_and_decrypt_are_bound_to_their_context() {
+    let dir = std::env::temp_dir().join(format!("palisade-cli-field-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = key_file(&dir);
+    let keys = keys.to_str().unwrap();
+    let out = palisade_stdin(
+        &[
+            "field",
+            "encrypt",
+            "--key-file",
+            keys,
+            "--context",
+            "users.phone:42",
+        ],
+        b"+15551234567",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = stdout(&out);
+    assert!(sealed.starts_with("pal1:"), "{sealed}");
+    assert!(!sealed.contains("5551234567"));
+    let out = palisade_stdin(
+        &[
+            "field",
+            "decrypt",
+            "--key-file",
+            keys,
+            "--context",
+            "users.phone:42",
+        ],
+        sealed.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"+15551234567");
+    // Another row, another column: refused.
+    for ctx in ["users.phone:43", "users.email:42", "staff.phone:42"] {
+        let out = palisade_stdin(
+            &["field", "decrypt", "--key-file", keys, "--context", ctx],
+            sealed.as_bytes(),
+        );
+        assert!(!out.status.success(), "{ctx}");
+        assert!(out.stdout.is_empty());
+    }
+    let out = palisade_stdin(
+        &[
+            "field",
+            "encrypt",
+            "--key-file",
+            keys,
+            "--context",
+            "users-phone-42",
+        ],
+        b"x",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("TABLE.COLUMN:ROW"));
+    let out = palisade_stdin(
+        &[
+            "field",
+            "encrypt",
+            "--key-file",
+            dir.join("none").to_str().unwrap(),
+            "--context",
+            "a.b:1",
+        ],
+        b"x",
+    );
+    assert!(
+        stderr(&out).contains("cannot read key file"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn field_migrate_and_status_on_postgres() {
+    let Ok(url) = std::env::var("PALISADE_DATABASE_URL") else {
+        eprintln!("skipped: PALISADE_DATABASE_URL is not set");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("palisade-cli-migrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = key_file(&dir);
+    let keys = keys.to_str().unwrap();
+    let table = format!("cli_migrate_{}", std::process::id());
+    let fernet_key = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+    let fernet_token = "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA==";
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([url.as_str(), "-Atqc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    psql(&format!(
+        "CREATE TABLE {table} (id bigint PRIMARY KEY, phone text); \
+         INSERT INTO {table} SELECT g, '+1555' || g FROM generate_series(1, 1000) g; \
+         UPDATE {table} SET phone = NULL WHERE id = 7; \
+         UPDATE {table} SET phone = '{fernet_token}' WHERE id = 8;"
+    ));
+    let column = |extra: &[&str]| {
+        let mut args = vec![
+            "--key-file",
+            keys,
+            "--database-url",
+            &url,
+            "--table",
+            &table,
+            "--id-column",
+            "id",
+            "--from",
+            "phone",
+            "--to",
+            "phone",
+            "--from-fernet-key",
+            fernet_key,
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |cmd: &[&str], extra: &[&str]| {
+        let mut args: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(column(extra));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        palisade(&refs)
+    };
+
+    let before = stdout(&run(&["field", "status"], &[]));
+    assert!(before.contains("plaintext:     998"), "{before}");
+    assert!(before.contains("fernet:        1"), "{before}");
+    // Interrupted after two batches of 100, as a crash would leave it.
+    let out = run(
+        &["field", "migrate"],
+        &["--batch", "100", "--max-batches", "2", "--quiet"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("stopped"), "{}", stdout(&out));
+    let mid = stdout(&run(&["field", "status"], &[]));
+    assert!(mid.contains("plaintext:     800"), "{mid}");
+    // Resumed to the end.
+    let out = run(&["field", "migrate"], &["--batch", "100", "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("done"), "{}", stdout(&out));
+    let after = stdout(&run(&["field", "status"], &[]));
+    assert!(
+        after.contains("plaintext:     0") && after.contains("complete:      yes"),
+        "{after}"
+    );
+    assert!(after.contains("current key:   999 (k1)"), "{after}");
+
+    // Every value decrypts to the original, bound to its row.
+    for (id, expected) in [
+        (1, "+15551".to_owned()),
+        (500, "+1555500".to_owned()),
+        (8, "hello".to_owned()),
+    ] {
+        let sealed = psql(&format!("SELECT phone FROM {table} WHERE id = {id}"));
+        assert!(sealed.starts_with("pal1:"), "{sealed}");
+        let ctx = format!("{table}.phone:{id}");
+        let out = palisade_stdin(
+            &["field", "decrypt", "--key-file", keys, "--context", &ctx],
+            sealed.as_bytes(),
+        );
+        assert_eq!(stdout(&out), expected, "{}", stderr(&out));
+    }
+    assert_eq!(
+        psql(&format!("SELECT count(*) FROM {table} WHERE phone IS NULL")).trim(),
+        "1"
+    );
+    psql(&format!(
+        "DROP TABLE {table}; DELETE FROM palisade_field_migrations WHERE job = '{table}.phone'"
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
