@@ -26,6 +26,8 @@
 //!   than the current preset answers faster than one whose hash is current; upgrading hashes
 //!   at login ([`Verified::needs_rehash`]) closes that gap over time.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use palisade_core::random::{SecureRandom, SystemRandom};
 use palisade_core::secret::ct_eq;
 use zeroize::Zeroize;
@@ -66,6 +68,7 @@ pub struct Hasher<R = SystemRandom> {
     params: Params,
     limits: CostLimits,
     normalization: Normalization,
+    pool: Arc<MemoryPool>,
     rng: R,
 }
 
@@ -87,12 +90,29 @@ impl Default for Hasher<SystemRandom> {
 impl<R: SecureRandom> Hasher<R> {
     /// A hasher drawing salts from `rng`.
     pub fn with_rng(params: Params, rng: R) -> Self {
+        let buffers = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             params,
             limits: CostLimits::default(),
             normalization: Normalization::default(),
+            pool: Arc::new(MemoryPool::new(buffers)),
             rng,
         }
+    }
+
+    /// Keeps at most `buffers` Argon2 working areas (wiped) between hashes, for reuse.
+    ///
+    /// Allocating `m` KiB afresh costs a page fault per 4 KiB page on first touch: for `m`
+    /// above glibc's 32 MiB mmap ceiling, every hash pays it, and the `password_hash` bench
+    /// shows it adds up to half the time of a 46 or 64 MiB hash. Reused buffers skip it.
+    /// The default keeps one buffer per available core, so the memory held between logins
+    /// is at most `cores x m` (128 MiB for [`Params::RFC9106_64_MIB`] on 2 cores; more if
+    /// older hashes with a larger `m` are verified, up to the [`CostLimits`]). `0` allocates
+    /// and frees on every hash. Clones of a hasher share its buffers.
+    #[must_use]
+    pub fn with_memory_pool(mut self, buffers: usize) -> Self {
+        self.pool = Arc::new(MemoryPool::new(buffers));
+        self
     }
 
     /// Replaces the limits on what a stored hash may cost to verify.
@@ -134,6 +154,7 @@ impl<R: SecureRandom> Hasher<R> {
             password.as_str().as_bytes(),
             &salt,
             &mut output,
+            &self.pool,
         );
         let result = computed.and_then(|()| PasswordHash::from_parts(self.params, &salt, &output));
         output.zeroize();
@@ -186,6 +207,7 @@ impl<R: SecureRandom> Hasher<R> {
             password.as_str().as_bytes(),
             stored.salt(),
             out,
+            &self.pool,
         )?;
         let matched = ct_eq(out, expected);
         output.zeroize();
@@ -236,6 +258,7 @@ impl<R: SecureRandom> Hasher<R> {
             password.as_str().as_bytes(),
             &DUMMY_SALT,
             &mut output,
+            &self.pool,
         )?;
         // The same constant-time comparison as a real verification; its result is ignored.
         let _ = core::hint::black_box(ct_eq(&output, &[0u8; OUTPUT_LEN]));
@@ -307,7 +330,8 @@ impl Verified {
     }
 }
 
-/// Runs Argon2 into `out` with memory this function allocates fallibly and wipes afterwards.
+/// Runs Argon2 into `out` with working memory from `pool` (or allocated fallibly), wiped
+/// before it is returned to the pool or freed.
 fn compute(
     algorithm: Algorithm,
     version: argon2::Version,
@@ -315,22 +339,64 @@ fn compute(
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
+    pool: &MemoryPool,
 ) -> Result<(), Error> {
     let argon2_params =
         argon2::Params::new(params.m_kib(), params.t(), params.p(), Some(out.len()))
             .map_err(Error::Argon2)?;
     let blocks = argon2_params.block_count();
     let context = argon2::Argon2::new(algorithm.to_argon2(), version, argon2_params);
-    let mut memory: Vec<argon2::Block> = Vec::new();
-    memory
-        .try_reserve_exact(blocks)
-        .map_err(|_| Error::OutOfMemory {
-            kib: params.m_kib(),
-        })?;
-    memory.resize(blocks, argon2::Block::default());
-    let result = context.hash_password_into_with_memory(password, salt, out, &mut memory);
-    memory.zeroize();
+    let mut memory = pool.take();
+    if memory.len() < blocks {
+        let missing = blocks - memory.len();
+        if memory.try_reserve_exact(missing).is_err() {
+            pool.give(memory);
+            return Err(Error::OutOfMemory {
+                kib: params.m_kib(),
+            });
+        }
+        memory.resize(blocks, argon2::Block::default());
+    }
+    let area = memory.get_mut(..blocks).unwrap_or_default();
+    let result = context.hash_password_into_with_memory(password, salt, out, &mut *area);
+    // Wiped in place (volatile writes), so the buffer goes back to the pool all zeros.
+    area.iter_mut().for_each(Zeroize::zeroize);
+    pool.give(memory);
     result.map_err(Error::Argon2)
+}
+
+/// Wiped Argon2 working areas kept for reuse; see [`Hasher::with_memory_pool`].
+#[derive(Debug)]
+struct MemoryPool {
+    buffers: Mutex<Vec<Vec<argon2::Block>>>,
+    max: usize,
+}
+
+impl MemoryPool {
+    fn new(max: usize) -> Self {
+        Self {
+            buffers: Mutex::new(Vec::new()),
+            max,
+        }
+    }
+
+    /// A buffer (the largest kept, else an empty one). Every kept buffer is all zeros.
+    fn take(&self) -> Vec<argon2::Block> {
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` (already wiped) if there is room, largest last; frees it otherwise.
+    fn give(&self, buffer: Vec<argon2::Block>) {
+        if buffer.is_empty() {
+            return;
+        }
+        let mut buffers = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        if buffers.len() < self.max {
+            buffers.push(buffer);
+            buffers.sort_by_key(Vec::len);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +429,40 @@ mod tests {
                 .verify_password(b"hunter2 hunter2", &parsed)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn pooled_buffers_are_reused_wiped_and_give_the_same_results() {
+        let pooled = Hasher::new(Params::new(256, 2, 1).unwrap()).with_memory_pool(1);
+        let unpooled = Hasher::new(Params::new(256, 2, 1).unwrap()).with_memory_pool(0);
+        // A larger hash first leaves a larger buffer in the pool; the smaller ones reuse it.
+        let big = Hasher::new(Params::new(1024, 1, 1).unwrap())
+            .hash("x")
+            .unwrap();
+        assert!(pooled.verify(big.as_str(), "x").unwrap().is_match());
+        {
+            let kept = pooled.pool.buffers.lock().unwrap();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].len(), 1024);
+            assert!(
+                kept[0]
+                    .iter()
+                    .all(|b| AsRef::<[u64]>::as_ref(b).iter().all(|&w| w == 0))
+            );
+        }
+        let phc = "$argon2id$v=19$m=256,t=2,p=1$c29tZXNhbHQ$\
+                   nf65EOgLrQMR/uIPnA4rEsF5h7TKyQwu9U1bMCHGi/4";
+        for h in [&pooled, &unpooled] {
+            assert!(h.verify(phc, "password").unwrap().is_match());
+            assert!(!h.verify(phc, "passwore").unwrap().is_match());
+        }
+        let kept = pooled.pool.buffers.lock().unwrap();
+        assert!(
+            kept[0]
+                .iter()
+                .all(|b| AsRef::<[u64]>::as_ref(b).iter().all(|&w| w == 0))
+        );
+        assert!(unpooled.pool.buffers.lock().unwrap().is_empty());
     }
 
     #[test]

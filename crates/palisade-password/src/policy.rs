@@ -28,6 +28,7 @@
 //! None.
 
 use core::fmt;
+use std::sync::OnceLock;
 
 use crate::{Error, MAX_PASSWORD_BYTES, Normalization};
 
@@ -182,7 +183,25 @@ impl Default for Policy {
 /// assert!(!palisade_password::policy::is_common("a long passphrase nobody uses"));
 /// ```
 pub fn is_common(password: &str) -> bool {
-    common_passwords().any(|c| c.eq_ignore_ascii_case(password))
+    // Every entry is lower-case ASCII (a unit test checks), so nothing else can match.
+    password.is_ascii()
+        && sorted_common()
+            .binary_search_by(|entry| {
+                entry
+                    .bytes()
+                    .cmp(password.bytes().map(|b| b.to_ascii_lowercase()))
+            })
+            .is_ok()
+}
+
+/// The list sorted once, on first use, for binary search.
+fn sorted_common() -> &'static [&'static str] {
+    static SORTED: OnceLock<Vec<&'static str>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut all: Vec<&'static str> = common_passwords().collect();
+        all.sort_unstable();
+        all
+    })
 }
 
 /// The built-in list, most common first.
@@ -286,6 +305,17 @@ mod tests {
             assert!(p.is_ascii() && !p.contains(char::is_whitespace));
             assert!(seen.insert(*p), "duplicate {p}");
         }
+    }
+
+    #[test]
+    fn every_entry_is_found() {
+        for p in common_passwords() {
+            assert!(is_common(p), "{p}");
+            assert!(is_common(&p.to_ascii_uppercase()), "{p}");
+        }
+        assert!(!is_common("zzzzzzzzzzzzzzzzzzzz"));
+        assert!(!is_common(""));
+        assert!(!is_common("pässword"));
     }
 
     #[test]
