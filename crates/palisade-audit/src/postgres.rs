@@ -55,6 +55,9 @@ use std::time::Duration;
 use palisade_core::audit::{AuditEvent, AuditSink};
 use tokio_postgres::{Client, Config, NoTls};
 
+/// The PostgreSQL client this module uses, for callers that query the trail themselves.
+pub use tokio_postgres;
+
 use crate::AuditError;
 use crate::chain::{ChainHash, Chainer, Verdict, Verifier};
 use crate::checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};

@@ -204,7 +204,7 @@ impl Redactor {
     }
 
     fn needs_clean(&self, s: &str) -> bool {
-        s.len() > self.max_len || s.chars().any(must_escape)
+        s.chars().any(must_escape) || (s.len() > self.max_len && s.chars().count() > self.max_len)
     }
 
     fn clean_in_place(&self, s: &mut String) {
@@ -214,23 +214,28 @@ impl Redactor {
         }
     }
 
-    /// `s` with control characters escaped and cut to the length cap.
+    /// `s` with control characters escaped, then cut to the length cap (the last kept
+    /// character replaced by `…`). Cleaning a cleaned string changes nothing.
     pub fn clean<'a>(&self, s: &'a str) -> Cow<'a, str> {
         if !self.needs_clean(s) {
             return Cow::Borrowed(s);
         }
-        let mut out = String::with_capacity(s.len().min(self.max_len).saturating_add(8));
-        for (n, c) in s.chars().enumerate() {
-            if n >= self.max_len {
-                out.push('…');
-                break;
-            }
+        let mut out = String::with_capacity(s.len().saturating_add(8));
+        for c in s.chars() {
             if must_escape(c) {
                 use std::fmt::Write as _;
                 let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
             } else {
                 out.push(c);
             }
+        }
+        if out.chars().count() > self.max_len {
+            let cut = out
+                .char_indices()
+                .nth(self.max_len.saturating_sub(1))
+                .map_or(out.len(), |(i, _)| i);
+            out.truncate(cut);
+            out.push('…');
         }
         Cow::Owned(out)
     }
@@ -383,7 +388,9 @@ mod tests {
             .meta("note", "x".repeat(100));
         r.redact(&mut e);
         assert_eq!(e.ip_address, Some("203.0.113.0".parse().unwrap()));
-        assert_eq!(e.metadata["note"].chars().count(), 21);
+        assert_eq!(e.metadata["note"].chars().count(), 20);
+        let again = r.redacted(&e);
+        assert_eq!(again, e);
         let mut e6 = ev().ip("2001:db8:1:2:3::4".parse().unwrap());
         r.redact(&mut e6);
         assert_eq!(e6.ip_address, Some("2001:db8:1::".parse().unwrap()));
