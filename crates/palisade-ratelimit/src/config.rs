@@ -386,6 +386,11 @@ fn build_policy(
             "policy name {name:?} is not 1-64 of a-z 0-9 _ -"
         )));
     }
+    if name == "allowlist" || name.ends_with("_key") || name.ends_with("_algorithm") {
+        return Err(RateLimitError::Config(format!(
+            "policy name {name:?} is reserved by the variable form"
+        )));
+    }
     let algorithm = match algorithm {
         None | Some("sliding") => Algorithm::SlidingWindow,
         Some("log") => Algorithm::ExactLog,
@@ -474,6 +479,8 @@ mod tests {
         assert!(Config::from_toml("allowlist = [\"10.0.0.0/33\"]").is_err());
         assert!(Config::from_toml("[limits.Auth]\nlimit = 10").is_err());
         assert!(Config::from_toml("[limits.auth]\nlimit = -1").is_err());
+        assert!(Config::from_toml("[limits.auth_key]\nlimit = 1").is_err());
+        assert!(Config::from_toml("[limits.allowlist]\nlimit = 1").is_err());
     }
 
     #[test]
