@@ -202,6 +202,9 @@ pub struct Config {
     pub allowlist: Allowlist,
 }
 
+/// A policy's variables: (limit, period), key kind, algorithm.
+type EnvPolicy = (Option<(u64, Duration)>, Option<String>, Option<String>);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -278,10 +281,7 @@ impl Config {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut limits: BTreeMap<
-            String,
-            (Option<(u64, Duration)>, Option<String>, Option<String>),
-        > = BTreeMap::new();
+        let mut limits: BTreeMap<String, EnvPolicy> = BTreeMap::new();
         let mut config = Self::default();
         for (k, v) in vars {
             let Some(rest) = k.as_ref().strip_prefix("RATE_LIMIT_") else {

@@ -9,11 +9,13 @@ use palisade_core::time::UnixTime;
 
 const SHARDS: usize = 16;
 
+type Shard = Mutex<HashMap<Box<[u8]>, (UnixTime, u64), foldhash::fast::RandomState>>;
+
 /// Keys denied until an instant. Bounded: a full shard drops its expired entries, then stops
 /// caching (a cache miss only costs a round trip).
 #[derive(Debug)]
 pub(crate) struct DenyCache {
-    shards: Box<[Mutex<HashMap<Box<[u8]>, (UnixTime, u64), foldhash::fast::RandomState>>]>,
+    shards: Box<[Shard]>,
     hasher: foldhash::fast::RandomState,
     max_per_shard: usize,
 }
@@ -30,10 +32,7 @@ impl DenyCache {
         }
     }
 
-    fn shard(
-        &self,
-        key: &[u8],
-    ) -> Option<&Mutex<HashMap<Box<[u8]>, (UnixTime, u64), foldhash::fast::RandomState>>> {
+    fn shard(&self, key: &[u8]) -> Option<&Shard> {
         let index = usize::try_from((self.hasher.hash_one(key) >> 40) % SHARDS as u64).ok()?;
         self.shards.get(index)
     }

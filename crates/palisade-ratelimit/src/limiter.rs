@@ -192,11 +192,11 @@ impl<S: RateStore> Limiter<S> {
         };
         if let Some(cache) = &self.cache {
             let now = self.clock.now();
-            if let Some((until, limit)) = cache.denied_until(key, now) {
-                if limit == quota.limit() {
-                    let wait = until.saturating_duration_since(now);
-                    return Ok(self.finish(Decision::denied(limit, wait, wait), key, now, false));
-                }
+            if let Some((until, limit)) = cache.denied_until(key, now)
+                && limit == quota.limit()
+            {
+                let wait = until.saturating_duration_since(now);
+                return Ok(self.finish(Decision::denied(limit, wait, wait), key, now, false));
             }
         }
         let decision = self.apply(key, &quota, RateOp::Acquire(cost), cost).await?;
@@ -208,10 +208,8 @@ impl<S: RateStore> Limiter<S> {
         if decision.is_allowed() {
             return decision;
         }
-        if fresh {
-            if let (Some(cache), Some(retry)) = (&self.cache, decision.retry_after()) {
-                cache.insert(key, now.saturating_add(retry), decision.limit(), now);
-            }
+        if fresh && let (Some(cache), Some(retry)) = (&self.cache, decision.retry_after()) {
+            cache.insert(key, now.saturating_add(retry), decision.limit(), now);
         }
         let decision = if self.shadow {
             decision.into_shadow()

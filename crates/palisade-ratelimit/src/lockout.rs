@@ -324,16 +324,14 @@ impl<S: RateStore> Lockout<S> {
             self.policy.max_consecutive,
         ])
         .any(|(c, limit)| c.admitted && c.current == limit);
-        if filled {
-            if let (Some(until), Some(reason)) = (status.locked_until, status.reason) {
-                self.sink.record(
-                    AuditEvent::new(Action::AccountLocked, now)
-                        .user_name(account)
-                        .ip(ip)
-                        .meta("reason", format!("{reason:?}"))
-                        .meta("locked_until_ms", until.as_millis().to_string()),
-                );
-            }
+        if filled && let (Some(until), Some(reason)) = (status.locked_until, status.reason) {
+            self.sink.record(
+                AuditEvent::new(Action::AccountLocked, now)
+                    .user_name(account)
+                    .ip(ip)
+                    .meta("reason", format!("{reason:?}"))
+                    .meta("locked_until_ms", until.as_millis().to_string()),
+            );
         }
         Ok(status)
     }
@@ -423,28 +421,28 @@ impl<S: RateStore> Lockout<S> {
         for (c, limit, period, reason) in windows {
             let n = u64::try_from(c.log.len()).unwrap_or(u64::MAX);
             remaining = remaining.min(limit.saturating_sub(n));
-            if n >= limit {
-                if let Ok(quota) = p.quota(period, limit) {
-                    let full = RateCounts::log(now, false, c.log.clone());
-                    let d = log_decision(&quota, 1, &full);
-                    consider(
-                        now.saturating_add(d.retry_after().unwrap_or(period)),
-                        reason,
-                    );
-                }
+            if n >= limit
+                && let Ok(quota) = p.quota(period, limit)
+            {
+                let full = RateCounts::log(now, false, c.log.clone());
+                let d = log_decision(&quota, 1, &full);
+                consider(
+                    now.saturating_add(d.retry_after().unwrap_or(period)),
+                    reason,
+                );
             }
         }
         let consecutive = u64::try_from(counts.pair_consecutive.log.len()).unwrap_or(u64::MAX);
-        if consecutive >= p.delay_after {
-            if let Some(&last) = counts.pair_consecutive.log.last() {
-                let doublings = u32::try_from(consecutive - p.delay_after).unwrap_or(u32::MAX);
-                let delay = 2u32
-                    .checked_pow(doublings)
-                    .and_then(|f| p.base_delay.checked_mul(f))
-                    .unwrap_or(p.max_delay)
-                    .min(p.max_delay);
-                consider(last.saturating_add(delay), LockReason::Delay);
-            }
+        if consecutive >= p.delay_after
+            && let Some(&last) = counts.pair_consecutive.log.last()
+        {
+            let doublings = u32::try_from(consecutive - p.delay_after).unwrap_or(u32::MAX);
+            let delay = 2u32
+                .checked_pow(doublings)
+                .and_then(|f| p.base_delay.checked_mul(f))
+                .unwrap_or(p.max_delay)
+                .min(p.max_delay);
+            consider(last.saturating_add(delay), LockReason::Delay);
         }
         LockoutStatus {
             locked_until: until.map(|(u, _)| u),
@@ -532,7 +530,7 @@ mod tests {
             delay_after: 100,
             ..LockoutPolicy::default()
         };
-        let lockout = Lockout::new(MemoryRateStore::with_clock(clock.clone()), policy)
+        let lockout = Lockout::new(MemoryRateStore::with_clock(clock), policy)
             .unwrap()
             .audit(sink.clone());
         block_on(async {

@@ -1,4 +1,5 @@
 //! Concurrent callers on one key never admit more than the limit together, nor fewer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

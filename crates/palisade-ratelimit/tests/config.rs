@@ -1,5 +1,6 @@
 //! Property tests of the configuration formats: TOML and variables describe the same policies,
 //! and the variable form round-trips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_ratelimit::{Algorithm, Config};
 use proptest::prelude::*;

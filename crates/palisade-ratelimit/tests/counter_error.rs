@@ -6,7 +6,13 @@
 //! they decide differently, the counter's decisions that break the exact rule on its own
 //! history, and the most either admits in any sliding window. Run with
 //! `--nocapture` to see the figures recorded in the README.
-#![allow(clippy::print_stderr, clippy::cast_precision_loss)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::print_stderr,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 use core::time::Duration;
 use std::collections::VecDeque;

@@ -7,6 +7,7 @@
 //!   more than twice the limit in any sliding window (its documented worst case).
 //! - A denial's retry-after is exact: the same request is refused just before it and admitted at
 //!   it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use core::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The Redis store against real servers: the shared one (`PALISADE_REDIS_URL`) for conformance
 //! and concurrency, a private `redis-server` on a free port for the fault test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "redis")]
 #![allow(clippy::print_stderr)]
 

@@ -1,4 +1,5 @@
 //! The tower layer answers 429 with Retry-After and the RateLimit-* headers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;

@@ -66,9 +66,9 @@ pub fn set_headers(decision: &Decision, headers: &mut HeaderMap) {
         HeaderValue::from(decision.remaining()),
     );
     headers.insert("ratelimit-reset", secs(decision.reset()));
-    if !decision.is_allowed() {
-        if let Some(retry) = decision.retry_after() {
-            headers.insert(http::header::RETRY_AFTER, secs(retry));
-        }
+    if !decision.is_allowed()
+        && let Some(retry) = decision.retry_after()
+    {
+        headers.insert(http::header::RETRY_AFTER, secs(retry));
     }
 }
