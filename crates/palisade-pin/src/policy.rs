@@ -717,6 +717,24 @@ fn join<'a>(pins: impl Iterator<Item = &'a Pin>) -> String {
 mod tests {
     use super::*;
     use palisade_core::audit::MemorySink;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_chains_get_typed_outcomes(
+            chain in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..4)
+        ) {
+            let policy = PinPolicy::builder()
+                .pin_set(set("h.test", &[Pin::spki_sha256([1; 32]), Pin::certificate_sha256([2; 32])]).build().unwrap())
+                .build()
+                .unwrap();
+            match policy.check("h.test", &chain, NOW) {
+                Err(PinError::NoCertificate) => prop_assert!(chain.is_empty()),
+                Err(PinError::UnparseableCertificate { index, .. }) => prop_assert!(index < chain.len()),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
 
     fn digests(spki: u8) -> CertDigests {
         CertDigests {

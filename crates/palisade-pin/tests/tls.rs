@@ -193,11 +193,21 @@ fn connect(
     roots: &[CertificateDer<'static>],
     policy: PinPolicy,
 ) -> Result<(), rustls::Error> {
+    connect_as(HOST, served, roots, policy)
+}
+
+/// [`connect`], with `name` as the server name the client asks for.
+fn connect_as(
+    name: &'static str,
+    served: &Served,
+    roots: &[CertificateDer<'static>],
+    policy: PinPolicy,
+) -> Result<(), rustls::Error> {
     let (addr, server) = serve(served);
     let verifier = Arc::new(PinningVerifier::new(roots, policy).unwrap());
     let config = palisade_pin::client_config(verifier).unwrap();
     let conn =
-        ClientConnection::new(Arc::new(config), ServerName::try_from(HOST).unwrap()).unwrap();
+        ClientConnection::new(Arc::new(config), ServerName::try_from(name).unwrap()).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut stream = StreamOwned::new(conn, tcp);
@@ -507,4 +517,28 @@ impl World {
     fn leaf_spki(&self) -> Pin {
         spki_pin(&self.leaf.cert)
     }
+}
+
+#[test]
+fn server_name_is_canonicalised_before_matching() {
+    let w = World::new();
+    let sink = Arc::new(MemorySink::new());
+    let expected = [w.intermediate.spki(), offline_backup()];
+    // The pin set is written in lower case; the client asks for an upper-case name.
+    connect_as(
+        "PINNED.Test",
+        &w.legit_chain(),
+        &w.roots(),
+        policy(&expected).build().unwrap(),
+    )
+    .unwrap();
+    let err = connect_as(
+        "Pinned.TEST",
+        &w.rogue_chain(),
+        &w.roots(),
+        policy(&expected).audit_sink(sink.clone()).build().unwrap(),
+    )
+    .unwrap_err();
+    assert!(matches!(pin_error(&err), PinError::Mismatch { host, .. } if host == HOST));
+    assert_eq!(sink.events()[0].resource.as_deref(), Some(HOST));
 }
