@@ -79,8 +79,8 @@ impl Default for Digits {
     }
 }
 
-/// A one-time code: secret until used, so zeroized and redacted.
-#[derive(Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// A one-time code: secret until used, so zeroized, redacted, and compared in constant time.
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Code {
     digits: [u8; 8],
     len: u8,
@@ -108,6 +108,14 @@ impl Code {
         core::str::from_utf8(digits).unwrap_or_default()
     }
 }
+
+impl PartialEq for Code {
+    fn eq(&self, other: &Self) -> bool {
+        self.digits.ct_eq(&other.digits).into() && self.len == other.len
+    }
+}
+
+impl Eq for Code {}
 
 impl fmt::Debug for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

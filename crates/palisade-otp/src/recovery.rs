@@ -47,9 +47,17 @@ const SYMBOLS: usize = RECOVERY_CODE_BITS / 5;
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const CONTEXT: &[u8] = b"palisade-otp recovery code v1\0";
 
-/// One recovery code.
-#[derive(Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// One recovery code (compared in constant time).
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct RecoveryCode([u8; CODE_BYTES]);
+
+impl PartialEq for RecoveryCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for RecoveryCode {}
 
 impl RecoveryCode {
     /// A fresh random code.
