@@ -366,10 +366,20 @@ fn compute(
 }
 
 /// Wiped Argon2 working areas kept for reuse; see [`Hasher::with_memory_pool`].
-#[derive(Debug)]
 struct MemoryPool {
     buffers: Mutex<Vec<Vec<argon2::Block>>>,
     max: usize,
+}
+
+impl core::fmt::Debug for MemoryPool {
+    /// Counts only: the buffers are megabytes of zeros.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kept = self.buffers.lock().map_or(0, |buffers| buffers.len());
+        f.debug_struct("MemoryPool")
+            .field("kept", &kept)
+            .field("max", &self.max)
+            .finish()
+    }
 }
 
 impl MemoryPool {
@@ -463,6 +473,15 @@ mod tests {
                 .all(|b| AsRef::<[u64]>::as_ref(b).iter().all(|&w| w == 0))
         );
         assert!(unpooled.pool.buffers.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn debug_is_short_and_has_no_password_material() {
+        let h = tiny();
+        let _ = h.hash("warm the pool").unwrap();
+        let shown = format!("{h:?}");
+        assert!(shown.len() < 400, "{shown}");
+        assert!(shown.contains("MemoryPool { kept: 1"));
     }
 
     #[test]

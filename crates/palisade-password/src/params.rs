@@ -4,16 +4,18 @@
 //! version 0x13, with a 16-byte salt and a 32-byte output (RFC 9106, section 4).
 //!
 //! # Choosing a preset
-//! Cost is per login: a server that must sustain `L` logins per second at a cost of `c`
-//! seconds per hash needs `L * c` cores for hashing alone. The figures below are single-core
-//! times measured on the reference machine (AMD EPYC, 2 cores, AVX2; `cargo bench -p
-//! palisade-benches --bench password`); measure yours with the same bench.
+//! Cost is per login: a server that must sustain `L` logins per second at `h` hashes per second
+//! per core needs `L / h` cores for hashing alone. The figures below are single-thread times of
+//! [`Hasher::hash`](crate::Hasher::hash) from the `password_hash` bench (`cargo bench -p
+//! palisade-benches --bench password`) on the reference machine, a 2-core AMD EPYC VM with
+//! AVX2, measured while the machine was shared (load average about 15), so a dedicated core
+//! does better: treat them as conservative and measure your own hardware with the same bench.
 //!
 //! | preset | m | t | p | time per hash | hashes per second per core |
 //! |---|---|---|---|---|---|
-//! | [`Params::OWASP_19_MIB`] (default) | 19 MiB | 2 | 1 | (measuring) | |
-//! | [`Params::OWASP_46_MIB`] | 46 MiB | 1 | 1 | (measuring) | |
-//! | [`Params::RFC9106_64_MIB`] | 64 MiB | 3 | 4 | (measuring) | |
+//! | [`Params::OWASP_19_MIB`] (default) | 19 MiB | 2 | 1 | 83 ms | 12 |
+//! | [`Params::OWASP_46_MIB`] | 46 MiB | 1 | 1 | 111 ms | 9.0 |
+//! | [`Params::RFC9106_64_MIB`] | 64 MiB | 3 | 4 | 578 ms | 1.7 |
 //!
 //! The `argon2` crate computes lanes one after another, so `p = 4` costs the same CPU time as
 //! `p = 1` at equal `m` and `t`; it does not finish sooner, and it does not cost more.
@@ -63,7 +65,9 @@ impl Params {
 
     /// RFC 9106, section 4, second recommended option ("if much less memory is available"):
     /// m = 64 MiB (65536 KiB), t = 3, p = 4. The stronger interactive preset: about five times
-    /// the work of [`Params::OWASP_19_MIB`] per guess, for attackers and for the server alike.
+    /// the work of [`Params::OWASP_19_MIB`] per guess, for attackers and for the server alike
+    /// (about half a second per hash on the reference machine: for services with few logins
+    /// per core, such as administration consoles).
     pub const RFC9106_64_MIB: Params = Params {
         m_kib: 64 * 1024,
         t: 3,
