@@ -136,6 +136,13 @@ impl Policy {
     /// word (ASCII-case-insensitively) is shorter than the minimum length on its own. Words
     /// shorter than 3 characters are ignored.
     pub fn check_with_context(&self, password: &str, context: &[&str]) -> Verdict {
+        // Refuse megabyte inputs before normalising them. NFKC shrinks a string by at most a
+        // few characters per character (Hangul jamo: 3 to 1), so nothing this long can fit.
+        if password.len() > 4 * MAX_PASSWORD_BYTES {
+            return Verdict::Reject(Violation::TooLong {
+                max_chars: self.max_chars,
+            });
+        }
         let normalized = self.normalization.apply(password);
         let password = normalized.as_str();
         let chars = password.chars().count();
@@ -159,7 +166,7 @@ impl Policy {
             let word_chars = word.chars().count();
             if word_chars >= 3
                 && let Some(found) = count_ascii_ci(password, word)
-                && chars - found * word_chars < self.min_chars
+                && chars.saturating_sub(found * word_chars) < self.min_chars
             {
                 return Verdict::Reject(Violation::ContextSpecific);
             }
@@ -362,6 +369,15 @@ mod tests {
         assert!(Policy::new(70, 64).is_err());
         assert!(Policy::new(8, MAX_PASSWORD_BYTES).is_err());
         assert!(Policy::new(8, MAX_PASSWORD_BYTES / 4).is_ok());
+    }
+
+    #[test]
+    fn huge_inputs_are_refused_cheaply() {
+        let huge = "a".repeat(10 * 1024 * 1024);
+        assert_eq!(
+            Policy::default().check(&huge),
+            Verdict::Reject(Violation::TooLong { max_chars: 128 })
+        );
     }
 
     #[test]
