@@ -542,3 +542,28 @@ fn server_name_is_canonicalised_before_matching() {
     assert!(matches!(pin_error(&err), PinError::Mismatch { host, .. } if host == HOST));
     assert_eq!(sink.events()[0].resource.as_deref(), Some(HOST));
 }
+
+#[test]
+fn root_store_anchors_match_spki_pins_but_not_fingerprints() {
+    use rustls::client::danger::ServerCertVerifier;
+
+    let w = World::new();
+    let mut store = rustls::RootCertStore::empty();
+    store.add(w.root.cert.clone()).unwrap();
+    let name = ServerName::try_from(HOST).unwrap();
+    let now = rustls::pki_types::UnixTime::now();
+    let verify = |pins: &[Pin]| {
+        PinningVerifier::with_root_store(store.clone(), policy(pins).build().unwrap())
+            .verify_server_cert(
+                &w.leaf.cert,
+                std::slice::from_ref(&w.intermediate.cert),
+                &name,
+                &[],
+                now,
+            )
+    };
+    verify(&[w.root.spki(), offline_backup()]).unwrap();
+    let root_fingerprint = palisade_pin::pins_from_der(&w.root.cert).unwrap()[0].certificate();
+    let err = verify(&[root_fingerprint, offline_backup()]).unwrap_err();
+    assert!(matches!(pin_error(&err), PinError::Mismatch { .. }));
+}
