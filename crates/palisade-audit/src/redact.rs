@@ -121,11 +121,26 @@ impl Redactor {
 
     /// Whether a value under `key` is masked.
     pub fn is_sensitive_key(&self, key: &str) -> bool {
-        let lower = key.to_ascii_lowercase();
-        if self.allowed.contains(&lower) {
+        if self.allowed.iter().any(|a| a.eq_ignore_ascii_case(key)) {
             return false;
         }
-        self.sensitive.iter().any(|s| lower.contains(s.as_str()))
+        // Lower-case into a stack buffer for the usual short key; allocate only for long ones.
+        let mut stack = [0u8; 64];
+        let owned;
+        let lower: &[u8] = match stack.get_mut(..key.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(key.as_bytes());
+                buf.make_ascii_lowercase();
+                buf
+            }
+            None => {
+                owned = key.to_ascii_lowercase();
+                owned.as_bytes()
+            }
+        };
+        self.sensitive
+            .iter()
+            .any(|s| contains_bytes(lower, s.as_bytes()))
     }
 
     /// Redacts `event` in place.
@@ -204,7 +219,10 @@ impl Redactor {
     }
 
     fn needs_clean(&self, s: &str) -> bool {
-        s.chars().any(must_escape) || (s.len() > self.max_len && s.chars().count() > self.max_len)
+        // Fast path: printable ASCII needs no escaping (and the loop vectorizes).
+        let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
+        (!printable_ascii && s.chars().any(must_escape))
+            || (s.len() > self.max_len && s.chars().count() > self.max_len)
     }
 
     fn clean_in_place(&self, s: &mut String) {
@@ -251,7 +269,11 @@ fn must_escape(c: char) -> bool {
 /// Whether a value looks like a credential whatever its key.
 pub fn looks_secret(value: &str) -> bool {
     let v = value.trim_start();
-    if contains_ignore_case(v, "otpauth://") || contains_ignore_case(v, "otpauth-migration://") {
+    // A URI needs a ':'; most values have none, which skips the case-insensitive search.
+    if v.as_bytes().contains(&b':')
+        && (contains_ignore_case(v, "otpauth://")
+            || contains_ignore_case(v, "otpauth-migration://"))
+    {
         return true;
     }
     if starts_with_ignore_case(v, "bearer ") || starts_with_ignore_case(v, "basic ") {
@@ -270,6 +292,10 @@ fn contains_ignore_case(s: &str, needle: &str) -> bool {
     s.as_bytes()
         .windows(n.len())
         .any(|w| w.eq_ignore_ascii_case(n))
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn looks_like_jwt(v: &str) -> bool {
