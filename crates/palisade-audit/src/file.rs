@@ -234,8 +234,13 @@ pub fn verify_trail(
         let data = fs::read(&path)?;
         starts.push((seen, path));
         v.push_lines(&data);
-        let lines = data.split(|b| *b == b'\n').count() as u64;
-        seen = seen.saturating_add(lines.saturating_sub(u64::from(data.ends_with(b"\n"))));
+        let lines = if data.is_empty() {
+            0
+        } else {
+            let parts = data.split(|b| *b == b'\n').count() as u64;
+            parts.saturating_sub(u64::from(data.ends_with(b"\n")))
+        };
+        seen = seen.saturating_add(lines);
         if v.is_broken() {
             break;
         }
