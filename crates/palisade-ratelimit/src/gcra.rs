@@ -21,7 +21,9 @@ use governor::clock::Reference as _;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
-use palisade_core::time::{Clock, SystemClock};
+use palisade_core::time::Clock;
+
+use crate::FastClock;
 
 use crate::RateLimitError;
 use crate::decision::Decision;
@@ -56,19 +58,19 @@ type Inner<K, C> = governor::RateLimiter<
 /// assert!(limiter.check(&"client-7").is_allowed());
 /// assert!(!limiter.check(&"client-7").is_allowed());
 /// ```
-pub struct GcraLimiter<K: Hash + Eq + Clone, C: Clock + Clone = SystemClock> {
+pub struct GcraLimiter<K: Hash + Eq + Clone, C: Clock + Clone = FastClock> {
     inner: Inner<K, C>,
     limit: u64,
     interval: Duration,
 }
 
-impl<K: Hash + Eq + Clone> GcraLimiter<K, SystemClock> {
-    /// A GCRA limiter for `quota` on the system clock.
+impl<K: Hash + Eq + Clone> GcraLimiter<K, FastClock> {
+    /// A GCRA limiter for `quota` on a [`FastClock`].
     ///
     /// # Errors
     /// [`RateLimitError::InvalidQuota`] for a limit of zero or above `u32::MAX`.
     pub fn new(quota: Quota) -> Result<Self, RateLimitError> {
-        Self::with_clock(quota, SystemClock)
+        Self::with_clock(quota, FastClock::new())
     }
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod clock;
 pub mod config;
 pub mod decision;
 mod deny_cache;
@@ -15,6 +16,7 @@ pub mod quota;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use clock::FastClock;
 pub use config::{Allowlist, Config, IpNet, KeyKind, Policy};
 pub use decision::Decision;
 pub use error::RateLimitError;

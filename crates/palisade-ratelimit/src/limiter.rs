@@ -21,7 +21,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use palisade_core::StoreError;
-use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
+use palisade_core::audit::{Action, AuditEvent, AuditSink};
 use palisade_core::rate::{RateOp, RateStore};
 use palisade_core::time::{Clock, SystemClock, UnixTime};
 
@@ -54,19 +54,28 @@ impl FailPolicy {
 /// Sends rate-limit audit events.
 #[derive(Clone)]
 pub(crate) struct Reporter {
-    sink: Arc<dyn AuditSink>,
+    /// `None` when no sink is configured: the event is then not even built.
+    sink: Option<Arc<dyn AuditSink>>,
     policy: Arc<str>,
 }
 
 impl Reporter {
     pub(crate) fn new(sink: Arc<dyn AuditSink>, policy: &str) -> Self {
         Self {
-            sink,
+            sink: Some(sink),
             policy: policy.into(),
         }
     }
 
+    pub(crate) fn none() -> Self {
+        Self {
+            sink: None,
+            policy: "".into(),
+        }
+    }
+
     pub(crate) fn exceeded(&self, key: &[u8], decision: &Decision, now: UnixTime) {
+        let Some(sink) = &self.sink else { return };
         let retry = decision.retry_after().unwrap_or_default();
         let mut event = AuditEvent::new(Action::RateLimitExceeded, now)
             .resource(&*self.policy)
@@ -75,7 +84,7 @@ impl Reporter {
         if decision.is_shadow_denied() {
             event = event.meta("shadow", "true");
         }
-        self.sink.record(event);
+        sink.record(event);
     }
 }
 
@@ -130,7 +139,7 @@ impl<S: RateStore> Limiter<S> {
             shadow: false,
             cache: None,
             clock: Arc::new(SystemClock),
-            reporter: Reporter::new(Arc::new(NoopSink), "default"),
+            reporter: Reporter::none(),
         }
     }
 

@@ -19,10 +19,11 @@
 use core::fmt;
 use std::sync::Arc;
 
-use palisade_core::audit::{AuditSink, NoopSink};
+use palisade_core::audit::AuditSink;
 use palisade_core::rate::{MemoryRateStore, RateOp};
-use palisade_core::time::{Clock, SystemClock, UnixTime};
+use palisade_core::time::{Clock, UnixTime};
 
+use crate::FastClock;
 use crate::RateLimitError;
 use crate::decision::{Decision, decide};
 use crate::limiter::{FailPolicy, Reporter};
@@ -40,7 +41,7 @@ use crate::quota::{Quota, QuotaResolver, SharedQuota};
 /// assert!(!third.is_allowed());
 /// assert!(third.retry_after().is_some());
 /// ```
-pub struct MemoryLimiter<C = SystemClock> {
+pub struct MemoryLimiter<C = FastClock> {
     store: MemoryRateStore<C, foldhash::fast::RandomState>,
     resolver: Arc<dyn QuotaResolver>,
     shared: Option<Arc<SharedQuota>>,
@@ -48,15 +49,15 @@ pub struct MemoryLimiter<C = SystemClock> {
     reporter: Reporter,
 }
 
-impl MemoryLimiter<SystemClock> {
-    /// A limiter applying `quota` to every key, on the system clock.
+impl MemoryLimiter<FastClock> {
+    /// A limiter applying `quota` to every key, on a [`FastClock`].
     pub fn new(quota: Quota) -> Self {
-        Self::with_clock(quota, SystemClock)
+        Self::with_clock(quota, FastClock::new())
     }
 
-    /// A limiter asking `resolver` for each key's quota, on the system clock.
+    /// A limiter asking `resolver` for each key's quota, on a [`FastClock`].
     pub fn with_resolver(resolver: impl QuotaResolver + 'static) -> Self {
-        Self::with_resolver_and_clock(resolver, SystemClock)
+        Self::with_resolver_and_clock(resolver, FastClock::new())
     }
 }
 
@@ -79,7 +80,7 @@ impl<C: Clock> MemoryLimiter<C> {
             resolver: Arc::new(resolver),
             shared: None,
             fail: FailPolicy::Closed,
-            reporter: Reporter::new(Arc::new(NoopSink), "default"),
+            reporter: Reporter::none(),
         }
     }
 
