@@ -445,7 +445,7 @@ impl FieldCipher {
         let mut nonce_buf = [0u8; 24];
         let nonce = nonce_buf
             .get_mut(..nonce_len)
-            .ok_or(FieldError::malformed("bad nonce length"))?;
+            .ok_or_else(|| FieldError::malformed("bad nonce length"))?;
         self.rng.fill(nonce)?;
         let id = key.id.as_bytes();
         let header_len = 3 + id.len() + nonce_len;
@@ -455,7 +455,7 @@ impl FieldCipher {
         let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
         let (header, body) = out
             .split_at_mut_checked(header_len)
-            .ok_or(FieldError::malformed("bad header"))?;
+            .ok_or_else(|| FieldError::malformed("bad header"))?;
         let tag = with_aad(header, ctx, |aad| prepared.seal(nonce, aad, body))??;
         out.extend_from_slice(&tag);
         Ok(out)
@@ -513,7 +513,7 @@ impl FieldCipher {
         )?;
         let (head, body) = raw
             .split_at_checked(header.len())
-            .ok_or(FieldError::malformed("truncated ciphertext"))?;
+            .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
         let mut buf = Zeroizing::new(body.to_vec());
         let len = with_aad(head, ctx, |aad| {
             prepared.open(header.nonce(), aad, &mut buf)
@@ -654,18 +654,24 @@ fn header_prefix(stored: &[u8]) -> Result<Cow<'_, [u8]>, FieldError> {
 }
 
 /// Runs `f` on header ‖ encoded context, on the stack when it fits.
+#[inline]
 fn with_aad<R>(
     header: &[u8],
     ctx: &Context<'_>,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, FieldError> {
-    const STACK: usize = 256;
+    // Longest header (43 bytes with a 16-byte id and a 24-byte nonce) plus a typical context.
+    const STACK: usize = 160;
     let len = header.len() + ctx.encoded_len();
     if len <= STACK {
+        ctx.check()?;
         let mut buf = [0u8; STACK];
         let mut w = crate::context::Writer::new(&mut buf);
-        w.put(header)?;
-        ctx.encode_to(&mut w)?;
+        w.put(header);
+        ctx.encode_to(&mut w);
+        if w.overflowed() {
+            return Err(FieldError::malformed("context encoding overflow"));
+        }
         let n = w.position();
         Ok(f(buf.get(..n).unwrap_or_default()))
     } else {

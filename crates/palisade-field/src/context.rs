@@ -136,33 +136,56 @@ impl<'a> Context<'a> {
         4 + self.table.len() + self.column.len() + row + tenant
     }
 
+    /// Checks that every part fits its 16-bit length prefix.
+    pub(crate) fn check(&self) -> Result<(), FieldError> {
+        let row = match self.row {
+            RowId::Int(_) => 0,
+            RowId::Bytes(b) => b.len(),
+        };
+        let longest = self
+            .table
+            .len()
+            .max(self.column.len())
+            .max(row)
+            .max(self.tenant.map_or(0, str::len));
+        if longest > usize::from(u16::MAX) {
+            return Err(FieldError::malformed(
+                "a context part is longer than 65535 bytes",
+            ));
+        }
+        Ok(())
+    }
+
     /// Appends the canonical encoding to `out`.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FieldError> {
+        self.check()?;
         let start = out.len();
         out.resize(start + self.encoded_len(), 0);
         let mut w = Writer::new(out.get_mut(start..).unwrap_or_default());
-        self.encode_to(&mut w)
+        self.encode_to(&mut w);
+        Ok(())
     }
 
-    /// Writes the canonical encoding through `w`.
-    pub(crate) fn encode_to(&self, w: &mut Writer<'_>) -> Result<(), FieldError> {
-        w.part(self.table.as_bytes())?;
-        w.part(self.column.as_bytes())?;
+    /// Writes the canonical encoding through `w`. Call [`Context::check`] first: a part over
+    /// 65 535 bytes would get a wrong prefix.
+    pub(crate) fn encode_to(&self, w: &mut Writer<'_>) {
+        w.part(self.table.as_bytes());
+        w.part(self.column.as_bytes());
         match self.row {
             RowId::Int(id) => {
-                w.put(&[0x01])?;
-                w.put(&id.to_be_bytes())?;
+                w.put(&[0x01]);
+                w.put(&id.to_be_bytes());
             }
             RowId::Bytes(b) => {
-                w.put(&[0x02])?;
-                w.part(b)?;
+                w.put(&[0x02]);
+                w.part(b);
             }
         }
         match self.tenant {
             None => w.put(&[0x00]),
             Some(t) => {
-                w.put(&[0x01])?;
-                w.part(t.as_bytes())
+                w.put(&[0x01]);
+                w.part(t.as_bytes());
             }
         }
     }
@@ -178,36 +201,49 @@ impl<'a> Context<'a> {
     }
 }
 
-/// A bounds-checked cursor over a fixed buffer.
+/// A bounds-checked cursor over a fixed buffer. Writes past the end are dropped and
+/// recorded, so the hot path carries no error values; callers check [`Writer::overflowed`].
 pub(crate) struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
+    overflow: bool,
 }
 
 impl<'a> Writer<'a> {
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
-        Self { buf, pos: 0 }
+        Self {
+            buf,
+            pos: 0,
+            overflow: false,
+        }
     }
 
     pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
-    pub(crate) fn put(&mut self, data: &[u8]) -> Result<(), FieldError> {
-        let end = self.pos + data.len();
-        self.buf
-            .get_mut(self.pos..end)
-            .ok_or(FieldError::malformed("context encoding overflow"))?
-            .copy_from_slice(data);
-        self.pos = end;
-        Ok(())
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflow
     }
 
-    fn part(&mut self, part: &[u8]) -> Result<(), FieldError> {
-        let len = u16::try_from(part.len())
-            .map_err(|_| FieldError::malformed("a context part is longer than 65535 bytes"))?;
-        self.put(&len.to_be_bytes())?;
-        self.put(part)
+    #[inline]
+    pub(crate) fn put(&mut self, data: &[u8]) {
+        let end = self.pos + data.len();
+        match self.buf.get_mut(self.pos..end) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                self.pos = end;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    #[inline]
+    fn part(&mut self, part: &[u8]) {
+        // Lengths were checked by `Context::check`.
+        let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+        self.put(&len.to_be_bytes());
+        self.put(part);
     }
 }
 

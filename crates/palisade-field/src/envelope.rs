@@ -122,25 +122,25 @@ impl<'a> Header<'a> {
     pub(crate) fn parse_prefix(raw: &'a [u8]) -> Result<Self, FieldError> {
         let (&version, rest) = raw
             .split_first()
-            .ok_or(FieldError::malformed("empty ciphertext"))?;
+            .ok_or_else(|| FieldError::malformed("empty ciphertext"))?;
         if version != VERSION {
             return Err(FieldError::malformed("unsupported ciphertext version"));
         }
         let (&alg, rest) = rest
             .split_first()
-            .ok_or(FieldError::malformed("truncated header"))?;
+            .ok_or_else(|| FieldError::malformed("truncated header"))?;
         let algorithm = Algorithm::from_id(alg & !SUBKEY_FLAG)
-            .ok_or(FieldError::malformed("unknown algorithm"))?;
+            .ok_or_else(|| FieldError::malformed("unknown algorithm"))?;
         let (&id_len, rest) = rest
             .split_first()
-            .ok_or(FieldError::malformed("truncated header"))?;
+            .ok_or_else(|| FieldError::malformed("truncated header"))?;
         let id_len = usize::from(id_len);
         if id_len == 0 || id_len > palisade_core::keyring::MAX_KEY_ID_LEN {
             return Err(FieldError::malformed("bad key id length"));
         }
         let (key_id, rest) = rest
             .split_at_checked(id_len)
-            .ok_or(FieldError::malformed("truncated header"))?;
+            .ok_or_else(|| FieldError::malformed("truncated header"))?;
         if !key_id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -149,7 +149,7 @@ impl<'a> Header<'a> {
         }
         let (nonce, _) = rest
             .split_at_checked(algorithm.nonce_len())
-            .ok_or(FieldError::malformed("truncated header"))?;
+            .ok_or_else(|| FieldError::malformed("truncated header"))?;
         Ok(Self {
             algorithm,
             column_subkey: alg & SUBKEY_FLAG != 0,
@@ -239,7 +239,7 @@ pub fn encode_text(raw: &[u8]) -> String {
 pub fn decode_text(text: &str) -> Result<Vec<u8>, FieldError> {
     let body = text
         .strip_prefix(TEXT_PREFIX)
-        .ok_or(FieldError::malformed("missing pal1: prefix"))?;
+        .ok_or_else(|| FieldError::malformed("missing pal1: prefix"))?;
     URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| FieldError::malformed("text form is not base64url"))

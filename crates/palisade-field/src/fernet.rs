@@ -171,7 +171,7 @@ impl Fernet {
         let raw = decode_token(token.as_ref())?;
         let (signed, tag) = raw
             .split_at_checked(raw.len() - MAC_LEN)
-            .ok_or(FieldError::malformed("fernet token too short"))?;
+            .ok_or_else(|| FieldError::malformed("fernet token too short"))?;
         let mut verified = None;
         for key in &self.keys {
             let mut mac = key.mac()?;
@@ -184,11 +184,11 @@ impl Fernet {
         let key = verified.ok_or(FieldError::Authentication)?;
         let (header, body) = signed
             .split_at_checked(HEADER_LEN)
-            .ok_or(FieldError::malformed("fernet token too short"))?;
+            .ok_or_else(|| FieldError::malformed("fernet token too short"))?;
         let (ts, iv) = header
             .get(1..)
             .and_then(|h| h.split_at_checked(8))
-            .ok_or(FieldError::malformed("fernet token too short"))?;
+            .ok_or_else(|| FieldError::malformed("fernet token too short"))?;
         let ts = u64::from_be_bytes(ts.try_into().unwrap_or_default());
         if let Some(ttl) = ttl {
             let now = now.as_secs();
@@ -224,7 +224,7 @@ impl Fernet {
         let key = self
             .keys
             .first()
-            .ok_or(FieldError::malformed("multifernet needs at least one key"))?;
+            .ok_or_else(|| FieldError::malformed("multifernet needs at least one key"))?;
         let iv: [u8; 16] = palisade_core::random::array(rng)?;
         let padded = (plaintext.len() / 16 + 1) * 16;
         let mut raw = Vec::with_capacity(HEADER_LEN + padded + MAC_LEN);
@@ -235,7 +235,7 @@ impl Fernet {
         raw.resize(HEADER_LEN + padded, 0);
         let body = raw
             .get_mut(HEADER_LEN..)
-            .ok_or(FieldError::malformed("fernet buffer"))?;
+            .ok_or_else(|| FieldError::malformed("fernet buffer"))?;
         cbc::Encryptor::<aes::Aes128>::new(&key.encryption.into(), &iv.into())
             .encrypt_padded_mut::<Pkcs7>(body, plaintext.len())
             .map_err(|_| FieldError::malformed("fernet buffer"))?;
@@ -254,7 +254,7 @@ impl Fernet {
         let ts = raw
             .get(1..9)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .ok_or(FieldError::malformed("fernet token too short"))?;
+            .ok_or_else(|| FieldError::malformed("fernet token too short"))?;
         Ok(UnixTime::from_secs(u64::from_be_bytes(ts)))
     }
 

@@ -6,6 +6,9 @@
 //! were read) and the checkpoint upsert into `palisade_field_migrations`, which
 //! [`PgStore::prepare`] creates if missing.
 //!
+//! The `tokio_postgres` crate is re-exported, so callers connect with the exact version the
+//! driver was built against.
+//!
 //! # Errors
 //! [`FieldError::Storage`] wrapping the `tokio_postgres` error; [`FieldError::Malformed`] for an
 //! identifier that is not `[A-Za-z_][A-Za-z0-9_]*` (at most 63 bytes).
@@ -13,6 +16,7 @@
 //! # Panics
 //! None.
 
+pub use tokio_postgres;
 use tokio_postgres::Client;
 
 use super::{Encoding, MigrationStore, SourceRow, Update};
