@@ -61,6 +61,9 @@ struct SizeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Measure only the operations whose name contains this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    only: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -86,7 +89,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Size(args) => {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             let threads = args.threads.unwrap_or(cores).max(1);
-            let plan = workloads::all()?;
+            let mut plan = workloads::all()?;
+            if let Some(only) = &args.only {
+                let only = only.to_lowercase();
+                plan.workloads
+                    .retain(|w| w.name().to_lowercase().contains(&only));
+                anyhow::ensure!(
+                    !plan.workloads.is_empty(),
+                    "no operation matches --only {only:?}"
+                );
+            }
             size::run(
                 &plan.workloads,
                 threads,

@@ -81,20 +81,59 @@ fn bad_arguments_fail_with_a_reason() {
 
 #[test]
 fn size_prints_a_table_and_json() {
-    let out = palisade(&["size", "--threads", "1", "--seconds", "0.5"]);
+    // Every hot path, briefly, on one thread: the report runs with no server configured.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
+    cmd.args(["size", "--threads", "1", "--seconds", "1"])
+        .env_remove("PALISADE_REDIS_URL");
+    let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("per core"), "{text}");
-    assert!(text.contains("random nonce"), "{text}");
-    let out = palisade(&["size", "--threads", "2", "--seconds", "0.5", "--json"]);
+    for name in [
+        "random nonce",
+        "field encrypt",
+        "field decrypt",
+        "TOTP verify",
+        "recovery code verify",
+        "rate limit, in memory",
+        "pin check",
+        "audit append",
+        "JWT verify (Hs256)",
+        "JWT verify (EdDsa)",
+        "API key verify",
+        "Argon2id OWASP 19 MiB",
+        "Argon2id RFC 9106 64 MiB",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(
+        text.contains("needs"),
+        "the report says what the rates mean: {text}"
+    );
+    assert!(
+        text.contains("PALISADE_REDIS_URL"),
+        "it says Redis was left out: {text}"
+    );
+
+    let out = palisade(&[
+        "size",
+        "--threads",
+        "2",
+        "--seconds",
+        "0.2",
+        "--json",
+        "--only",
+        "field",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
-    assert!(!rows.is_empty());
+    assert_eq!(rows.len(), 2, "field encrypt and decrypt");
     for row in rows {
         assert!(row["per_core"].as_f64().unwrap() > 0.0, "{row}");
         assert_eq!(row["rates"].as_array().unwrap().len(), 2);
     }
+    let out = palisade(&["size", "--only", "no such thing"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
