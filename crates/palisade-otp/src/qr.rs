@@ -139,10 +139,13 @@ mod tests {
 
     #[test]
     fn oversized_uris_are_errors() {
-        let long = "a".repeat(3_000);
-        let uri = OtpauthUri::parse_with(
-            &format!("otpauth://totp/{long}?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
-            &crate::uri::UriOptions::new(),
+        // The longest names, every byte percent-encoded: past a QR code's capacity.
+        let name = "(".repeat(crate::uri::MAX_NAME_LEN);
+        let uri = OtpauthUri::totp(
+            crate::OtpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+            &crate::TotpParams::new(),
+            Some(&name),
+            &name,
         )
         .unwrap();
         assert!(matches!(to_svg(&uri, 100), Err(OtpError::Qr { .. })));

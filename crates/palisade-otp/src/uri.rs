@@ -34,6 +34,10 @@ use crate::secret::{Algorithm, OtpSecret, SecretStrength};
 
 /// The longest URI [`OtpauthUri::parse`] reads.
 pub const MAX_URI_LEN: usize = 4_096;
+/// The longest issuer or account name, in bytes. Percent-encoding can triple a name and the
+/// issuer appears twice, so this keeps every emitted URI below [`MAX_URI_LEN`] (and readable
+/// by the parser again).
+pub const MAX_NAME_LEN: usize = 256;
 
 /// Time-based or counter-based, with the parameter that goes with each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,6 +171,11 @@ impl OtpauthUri {
         }
         let issuer = issuer.map(str::trim).filter(|i| !i.is_empty());
         for name in issuer.into_iter().chain([account]) {
+            if name.len() > MAX_NAME_LEN {
+                return Err(OtpError::InvalidUri {
+                    reason: "issuer and account are limited to 256 bytes each",
+                });
+            }
             if name.contains(':') || name.chars().any(char::is_control) {
                 return Err(OtpError::InvalidUri {
                     reason: "issuer and account may not hold ':' or control characters",
@@ -601,6 +610,34 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn long_names_are_refused_so_emitted_uris_always_parse() {
+        // Found by fuzzing: a name that fits in the input can triple when percent-encoded.
+        let name = "(".repeat(MAX_NAME_LEN);
+        let uri = OtpauthUri::totp(
+            OtpSecret::generate(Algorithm::Sha512, &SystemRandom).unwrap(),
+            &TotpParams::new(),
+            Some(&name),
+            &name,
+        )
+        .unwrap();
+        let text = uri.expose_uri();
+        assert!(text.len() <= MAX_URI_LEN);
+        assert!(OtpauthUri::parse(&text).is_ok());
+        let longer = "(".repeat(MAX_NAME_LEN + 1);
+        assert!(
+            OtpauthUri::totp(
+                OtpSecret::generate(Algorithm::Sha1, &SystemRandom).unwrap(),
+                &TotpParams::new(),
+                None,
+                &longer
+            )
+            .is_err()
+        );
+        let raw = format!("otpauth://totp/{longer}?secret={B32}");
+        assert!(OtpauthUri::parse(&raw).is_err());
     }
 
     #[test]
