@@ -128,8 +128,40 @@ fn jsonl(c: &mut Criterion) {
         );
     });
     g.finish();
+    report_writer_cpu("jsonl", &sink.stats());
     sink.shutdown().expect("shutdown");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Prints events per CPU-second of the sink's writer thread (from /proc, Linux only): a
+/// per-core figure that does not depend on how busy the rest of the machine is.
+fn report_writer_cpu(what: &str, stats: &palisade_audit::SinkStats) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("palisade-audit") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let after_name = stat.rsplit(')').next().unwrap_or("");
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name; clock ticks of
+        // 1/100 s on Linux.
+        let ticks: u64 = fields
+            .get(11..13)
+            .map(|f| f.iter().filter_map(|x| x.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        if ticks > 0 {
+            let secs = ticks as f64 / 100.0;
+            eprintln!(
+                "{what} writer thread: {} events in {secs:.2} CPU-s = {:.0} events per CPU-second",
+                stats.written,
+                stats.written as f64 / secs
+            );
+        }
+    }
 }
 
 fn postgres(c: &mut Criterion) {
@@ -162,6 +194,7 @@ fn postgres(c: &mut Criterion) {
         );
     });
     g.finish();
+    report_writer_cpu("postgres", &sink.stats());
     sink.shutdown().expect("shutdown");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
