@@ -3,7 +3,7 @@
 //!
 //! The engine is storage-agnostic: a [`MigrationStore`] reads rows in id order and commits one
 //! batch of updates together with a checkpoint (the last id processed) atomically.
-//! [`MemoryStore`] is the in-memory implementation; [`postgres::PgStore`] (feature `postgres`)
+//! [`MemoryStore`] is the in-memory implementation; `postgres::PgStore` (feature `postgres`)
 //! drives a PostgreSQL table.
 //!
 //! # Guarantees
