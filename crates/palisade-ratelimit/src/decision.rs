@@ -178,8 +178,12 @@ pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decisi
 
 /// `floor(a * b / c)`, saturating; `c > 0`.
 fn mul_div(a: u64, b: u64, c: u64) -> u64 {
-    let v = u128::from(a) * u128::from(b) / u128::from(c.max(1));
-    u64::try_from(v).unwrap_or(u64::MAX)
+    let c = c.max(1);
+    match a.checked_mul(b) {
+        // The common case, without a 128-bit division.
+        Some(product) => product / c,
+        None => u64::try_from(u128::from(a) * u128::from(b) / u128::from(c)).unwrap_or(u64::MAX),
+    }
 }
 
 /// The exact log's decision.
