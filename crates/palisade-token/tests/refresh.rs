@@ -345,19 +345,86 @@ async fn cleanup(url: &str, run: &str) {
 
 #[cfg(feature = "redis")]
 #[test]
-fn redis_down_fails_closed() {
-    use palisade_core::once::RedisOneTimeStore;
+fn redis_unreachable_is_a_typed_error() {
     // Nothing listens on port 1: connecting fails with a typed error, no panic.
     runtime().block_on(async {
-        assert!(
-            RedisOneTimeStore::connect("redis://127.0.0.1:1")
-                .await
-                .is_err()
-        );
         assert!(
             palisade_token::refresh::RedisFamilyStore::connect("redis://127.0.0.1:1")
                 .await
                 .is_err()
         );
+    });
+}
+
+/// Stores that never answer, as a backend that is down.
+#[derive(Debug)]
+struct Down;
+
+fn down() -> palisade_core::StoreError {
+    palisade_core::StoreError::unavailable(std::io::Error::other("connection refused"))
+}
+
+impl OneTimeStore for Down {
+    async fn claim(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<palisade_core::once::Claim, palisade_core::StoreError> {
+        Err(down())
+    }
+}
+
+impl FamilyStore for Down {
+    async fn revoke(
+        &self,
+        _: &palisade_token::TokenFamily,
+        _: UnixTime,
+    ) -> Result<(), palisade_core::StoreError> {
+        Err(down())
+    }
+    async fn is_revoked(
+        &self,
+        _: &palisade_token::TokenFamily,
+    ) -> Result<bool, palisade_core::StoreError> {
+        Err(down())
+    }
+}
+
+#[test]
+fn a_store_that_is_down_fails_closed() {
+    let now = SystemClock.now();
+    runtime().block_on(async {
+        // Family store down: no successor is issued.
+        let tokens = RefreshTokens::new(
+            ring(),
+            MemoryOneTimeStore::new(),
+            Down,
+            RefreshConfig::default(),
+        )
+        .unwrap();
+        let t0 = tokens.issue("erin", now).unwrap();
+        assert!(matches!(
+            tokens.redeem(t0.expose_secret(), now).await,
+            Err(palisade_token::TokenError::Store(_))
+        ));
+        // One-time store down: the same.
+        let tokens = RefreshTokens::new(
+            ring(),
+            Down,
+            MemoryFamilyStore::new(),
+            RefreshConfig::default(),
+        )
+        .unwrap();
+        let t0 = tokens.issue("erin", now).unwrap();
+        assert!(matches!(
+            tokens.redeem(t0.expose_secret(), now).await,
+            Err(palisade_token::TokenError::Store(_))
+        ));
+        // A forged token is still just invalid: no store is asked.
+        assert!(matches!(
+            tokens.redeem("palrt_AAAA", now).await,
+            Ok(RefreshOutcome::Invalid)
+        ));
     });
 }
