@@ -6,7 +6,7 @@
 //! answer is the caller's policy.
 //!
 //! [`MemoryOneTimeStore`] serves one process; with the `redis` feature,
-//! [`RedisOneTimeStore`](crate::once::RedisOneTimeStore) serves several. Both pass
+//! `RedisOneTimeStore` serves several. Both pass
 //! [`conformance::one_time_store`], which a custom backend should run too.
 //!
 //! # Errors
