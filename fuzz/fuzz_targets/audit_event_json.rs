@@ -20,6 +20,10 @@ fuzz_target!(|data: &[u8]| {
         palisade_audit::Redactor::new().redact(&mut redacted);
     }
     if let Ok(record) = ChainRecord::from_line(data) {
-        assert_eq!(record.to_line().expect("serializes"), data, "record lines are canonical");
+        assert_eq!(
+            record.to_line().expect("serializes"),
+            data,
+            "record lines are canonical"
+        );
     }
 });

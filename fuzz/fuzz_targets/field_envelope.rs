@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     ) else {
         return;
     };
-    let Ok(cipher) = FieldCipher::new(&ring) else { return };
+    let Ok(cipher) = FieldCipher::new(&ring) else {
+        return;
+    };
     let ctx = Context::new("t", "c", 1);
 
     if let Ok(h) = Header::parse(data) {
@@ -31,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(plain) = cipher.decrypt(data, &ctx) {
         let again = cipher.encrypt(&plain, &ctx).unwrap_or_default();
-        assert_eq!(cipher.decrypt(&again, &ctx).ok().map(|p| p.to_vec()), Some(plain.to_vec()));
+        assert_eq!(
+            cipher.decrypt(&again, &ctx).ok().map(|p| p.to_vec()),
+            Some(plain.to_vec())
+        );
     }
     // Round trip of the text form for every input.
     let text = envelope::encode_text(data);

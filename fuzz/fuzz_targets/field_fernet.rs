@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = Fernet::from_keys(text);
     }
     if let Ok(token) = fernet.encrypt(data, now, &SystemRandom) {
-        assert_eq!(fernet.decrypt(&token, None, now).ok().map(|p| p.to_vec()), Some(data.to_vec()));
+        assert_eq!(
+            fernet.decrypt(&token, None, now).ok().map(|p| p.to_vec()),
+            Some(data.to_vec())
+        );
     }
 });

@@ -15,10 +15,20 @@ fuzz_target!(|data: &[u8]| {
     let parsed = RecoveryCode::parse(text);
     if let Ok(code) = &parsed {
         let shown = code.expose_formatted();
-        assert_eq!(&RecoveryCode::parse(&shown).expect("formatted code parses"), code);
+        assert_eq!(
+            &RecoveryCode::parse(&shown).expect("formatted code parses"),
+            code
+        );
     }
-    let keyring = Keyring::single(KeyId::new("fuzz").expect("valid id"), SecretBytes::from_slice(&[1; 32]));
-    let issued = RecoveryCodes::new().count(2).expect("valid count").generate(&keyring, &SystemRandom).expect("generates");
+    let keyring = Keyring::single(
+        KeyId::new("fuzz").expect("valid id"),
+        SecretBytes::from_slice(&[1; 32]),
+    );
+    let issued = RecoveryCodes::new()
+        .count(2)
+        .expect("valid count")
+        .generate(&keyring, &SystemRandom)
+        .expect("generates");
     let mut stored = issued.stored().clone();
     let outcome = stored.consume(&keyring, text).expect("key present");
     if parsed.is_err() {

@@ -49,7 +49,10 @@ fuzz_target!(|input: Input| {
         .period(period)
         .t0(UnixTime::from_secs(input.t0));
     // Keep the window small so one run stays fast.
-    let window = Window { past: input.past % 8, future: input.future % 8 };
+    let window = Window {
+        past: input.past % 8,
+        future: input.future % 8,
+    };
     let totp = Totp::new(&secret, params).window(window);
     let now = UnixTime::from_nanos(input.now_nanos);
     let generated = totp.generate(now);
@@ -59,7 +62,9 @@ fuzz_target!(|input: Input| {
     };
     match totp.verify(&code, now, input.last_used) {
         Ok(matched) => {
-            let current = params.step_at(now).expect("a step exists when a code matched");
+            let current = params
+                .step_at(now)
+                .expect("a step exists when a code matched");
             assert!(matched.step() >= current.saturating_sub(u64::from(window.past)));
             assert!(matched.step() <= current.saturating_add(u64::from(window.future)));
             assert!(input.last_used.is_none_or(|used| matched.step() > used));
@@ -69,7 +74,10 @@ fuzz_target!(|input: Input| {
         Err(_) => {}
     }
     if let (Ok(_), true, None) = (&generated, input.use_generated, input.last_used) {
-        assert!(totp.verify(&code, now, None).is_ok(), "a fresh code must verify");
+        assert!(
+            totp.verify(&code, now, None).is_ok(),
+            "a fresh code must verify"
+        );
     }
     let hotp = Hotp::new(&secret, algorithm, digits);
     let _ = hotp.verify(&code, input.last_used.unwrap_or(0), input.past % 16);

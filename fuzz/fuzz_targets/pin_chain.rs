@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
         .deny(Pin::spki_sha256([3; 32]))
         .build()
         .expect("valid policy");
-    match policy.check("api.example.com", &chain, UnixTime::from_secs(1_800_000_000)) {
+    match policy.check(
+        "api.example.com",
+        &chain,
+        UnixTime::from_secs(1_800_000_000),
+    ) {
         Ok(_)
         | Err(PinError::Mismatch { .. })
         | Err(PinError::Denied { .. })

@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
     let (pattern, host) = text.split_once('\n').unwrap_or((text, ""));
     let canonical = canonical_host(host);
     if let Ok(c) = &canonical {
-        assert_eq!(canonical_host(c).as_ref(), Ok(c), "canonical form is stable");
+        assert_eq!(
+            canonical_host(c).as_ref(),
+            Ok(c),
+            "canonical form is stable"
+        );
     }
     if let Ok(p) = HostPattern::parse(pattern) {
         let printed = p.to_string();
