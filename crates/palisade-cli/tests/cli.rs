@@ -61,6 +61,29 @@ fn keygen_prints_loadable_keys() {
 }
 
 #[test]
+fn keygen_output_loads_into_the_crates() {
+    use palisade_token::jwt::{JwtAlgorithm, JwtKeys};
+    let load = |kind: &str| {
+        let out = palisade(&["keygen", kind, "--id", "k"]);
+        palisade_core::keyring::Keyring::parse(stdout(&out).trim()).unwrap()
+    };
+    palisade_field::FieldCipher::new(&load("field")).unwrap();
+    JwtKeys::from_keyring(JwtAlgorithm::Hs256, &load("jwt-hs256")).unwrap();
+    JwtKeys::from_keyring(JwtAlgorithm::EdDsa, &load("ed25519")).unwrap();
+    let ring = load("ed25519");
+    let seed: [u8; 32] = ring
+        .active()
+        .unwrap()
+        .material()
+        .expose_secret()
+        .try_into()
+        .unwrap();
+    palisade_audit::CheckpointSigner::from_seed("ops", "example.com/audit", &seed).unwrap();
+    let fernet = stdout(&palisade(&["keygen", "fernet"]));
+    palisade_field::fernet::FernetKey::from_base64(fernet.trim()).unwrap();
+}
+
+#[test]
 fn keygen_fernet_is_urlsafe_base64_of_32_bytes() {
     use base64::Engine as _;
     let out = palisade(&["keygen", "fernet"]);
