@@ -5,7 +5,7 @@
 //! [`MemoryRateStore`]: 64 independently locked shards (no global lock on the hot path), a
 //! randomly seeded hasher, idle keys swept as the table grows, and a hard cap on keys (default
 //! one million) so a flood of new keys cannot grow it without bound. The bytes per key are
-//! documented on [`MemoryRateStore`]: 84 to 166 bytes for a counter key of up to 30
+//! documented on [`MemoryRateStore`]: 74 to 148 bytes for a counter key of up to 22
 //! bytes, plus 8 bytes per entry of an exact log.
 //!
 //! # Errors
