@@ -126,13 +126,6 @@ fn push_hex(bytes: &[u8], out: &mut String) {
     }
 }
 
-fn push_hex_bytes(bytes: &[u8], out: &mut Vec<u8>) {
-    for b in bytes {
-        out.push(hex_digit(b >> 4));
-        out.push(hex_digit(*b));
-    }
-}
-
 /// One event in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainRecord {
@@ -211,15 +204,45 @@ fn parse_line(line: &[u8]) -> Result<(ChainRecord, Vec<u8>), AuditError> {
 }
 
 fn write_line(seq: u64, prev: &ChainHash, hash: &ChainHash, event: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
-    out.extend_from_slice(b",\"prev\":\"");
-    push_hex_bytes(&prev.0, out);
-    out.extend_from_slice(b"\",\"hash\":\"");
-    push_hex_bytes(&hash.0, out);
+    out.reserve(event.len().saturating_add(180));
+    write_line_head(seq, prev, out);
+    out.extend_from_slice(&hash_hex(hash));
     out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(event);
     out.push(b'}');
+}
+
+/// `{"seq":<seq>,"prev":"<prev hex>","hash":"`: the part of a record line before its hash.
+fn write_line_head(seq: u64, prev: &ChainHash, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"seq\":");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = seq;
+    for d in digits.iter_mut().rev() {
+        // u64 has at most 20 decimal digits, so the loop ends by `n == 0` in time.
+        *d = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        at = at.saturating_sub(1);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or(&[]));
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(&hash_hex(prev));
+    out.extend_from_slice(b"\",\"hash\":\"");
+}
+
+/// Lower-case hex of a hash, on the stack.
+fn hash_hex(hash: &ChainHash) -> [u8; 64] {
+    let mut hex = [0u8; 64];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(hash.0) {
+        if let [hi, lo] = pair {
+            *hi = hex_digit(b >> 4);
+            *lo = hex_digit(b);
+        }
+    }
+    hex
 }
 
 /// Appends events to a chain: assigns sequence numbers and hashes.
@@ -290,11 +313,27 @@ impl Chainer {
         event: &AuditEvent,
         out: &mut Vec<u8>,
     ) -> Result<(u64, ChainHash), AuditError> {
-        self.scratch.clear();
-        write_canonical_json(event, &mut self.scratch)?;
-        let (seq, prev, hash) = self.advance();
-        write_line(seq, &prev, &hash, &self.scratch, out);
-        out.push(b'\n');
+        // The event is serialized once, straight into `out`, and hashed there: the hash covers
+        // exactly the bytes written. Its 64 hex digits are filled in afterwards.
+        let start = out.len();
+        let seq = self.next_seq;
+        let prev = self.head;
+        write_line_head(seq, &prev, out);
+        let hash_at = out.len();
+        out.extend_from_slice(&[b'0'; 64]);
+        out.extend_from_slice(b"\",\"event\":");
+        let event_at = out.len();
+        if let Err(e) = write_canonical_json(event, out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        let hash = ChainHash::compute(&prev, seq, out.get(event_at..).unwrap_or(&[]));
+        if let Some(slot) = out.get_mut(hash_at..hash_at.saturating_add(64)) {
+            slot.copy_from_slice(&hash_hex(&hash));
+        }
+        out.extend_from_slice(b"}\n");
+        self.head = hash;
+        self.next_seq = seq.saturating_add(1);
         Ok((seq, hash))
     }
 

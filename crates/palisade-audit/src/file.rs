@@ -405,17 +405,24 @@ fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
     let mut batch = Vec::with_capacity(w.config.batch_max);
     // A batch becomes one segment per file it lands in: (first sequence number, lines).
     let mut segments: Vec<(u64, Vec<u8>)> = Vec::new();
+    // Line buffers are kept from batch to batch: no large allocation per batch.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
         let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
         if !batch.is_empty() {
             let n = batch.len();
-            segments.clear();
+            spare.extend(segments.drain(..).map(|(_, mut buf)| {
+                buf.clear();
+                buf
+            }));
             let mut projected = w.len;
             let mut current: Option<(u64, Vec<u8>)> = None;
             for mut event in batch.drain(..) {
                 w.config.redactor.redact(&mut event);
-                let (first, buf) =
-                    current.get_or_insert_with(|| (w.chainer.size(), Vec::with_capacity(1 << 16)));
+                let (first, buf) = current.get_or_insert_with(|| {
+                    let buf = spare.pop().unwrap_or_else(|| Vec::with_capacity(1 << 16));
+                    (w.chainer.size(), buf)
+                });
                 let before = buf.len();
                 match w.chainer.push_line(&event, buf) {
                     Ok(_) => {}

@@ -295,13 +295,23 @@ fn contains_ignore_case(s: &str, needle: &str) -> bool {
 }
 
 fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+    let Some((first, rest)) = needle.split_first() else {
+        return true;
+    };
+    // Compare the first byte inline; the rest (a library call) only where it matches.
+    haystack.windows(needle.len()).any(|w| {
+        w.split_first()
+            .is_some_and(|(f, r)| f == first && r == rest)
+    })
 }
 
 fn looks_like_jwt(v: &str) -> bool {
     let mut start = 0;
     let bytes = v.as_bytes();
-    while let Some(pos) = v.get(start..).and_then(|s| s.find("eyJ")) {
+    while let Some(pos) = bytes
+        .get(start..)
+        .and_then(|s| s.windows(3).position(|w| matches!(w, [b'e', b'y', b'J'])))
+    {
         let from = start.saturating_add(pos);
         let token: &[u8] = bytes
             .get(from..)
