@@ -441,22 +441,22 @@ impl FieldCipher {
             return Err(FieldError::LimitReached { id: key.id.clone() });
         }
         let algorithm = self.algorithm;
-        let nonce_len = algorithm.nonce_len();
-        let mut nonce_buf = [0u8; 24];
-        let nonce = nonce_buf
-            .get_mut(..nonce_len)
-            .ok_or_else(|| FieldError::malformed("bad nonce length"))?;
-        self.rng.fill(nonce)?;
-        let id = key.id.as_bytes();
-        let header_len = 3 + id.len() + nonce_len;
+        let (mut header, bound_len, header_len) =
+            envelope::new_header(algorithm, self.column_subkeys, key.id.as_bytes())
+                .ok_or_else(|| FieldError::malformed("bad key id"))?;
+        let header = header
+            .get_mut(..header_len)
+            .ok_or_else(|| FieldError::malformed("bad header"))?;
+        self.rng
+            .fill(header.get_mut(bound_len..).unwrap_or_default())?;
+        let header = &*header;
+        let (bound, nonce) = header.split_at(bound_len);
         let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
-        envelope::write_header(&mut out, algorithm, self.column_subkeys, id, nonce);
+        out.extend_from_slice(header);
         out.extend_from_slice(plaintext);
         let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
-        let (header, body) = out
-            .split_at_mut_checked(header_len)
-            .ok_or_else(|| FieldError::malformed("bad header"))?;
-        let tag = with_aad(header, ctx, |aad| prepared.seal(nonce, aad, body))??;
+        let body = out.get_mut(header_len..).unwrap_or_default();
+        let tag = with_aad(bound, ctx, |aad| prepared.seal(nonce, aad, body))??;
         out.extend_from_slice(&tag);
         Ok(out)
     }
@@ -503,7 +503,7 @@ impl FieldCipher {
 
     fn open(&self, stored: &[u8], ctx: &Context<'_>) -> Result<Zeroizing<Vec<u8>>, FieldError> {
         let raw = envelope::to_raw(stored)?;
-        let header = Header::parse(&raw)?;
+        let header = Header::parse_sealed(&raw)?;
         let key = self.key_for(header.key_id_bytes())?;
         let prepared = key.for_value(
             self.backend,
@@ -514,8 +514,9 @@ impl FieldCipher {
         let (head, body) = raw
             .split_at_checked(header.len())
             .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
+        let bound = head.get(..header.bound_len()).unwrap_or_default();
         let mut buf = Zeroizing::new(body.to_vec());
-        let len = with_aad(head, ctx, |aad| {
+        let len = with_aad(bound, ctx, |aad| {
             prepared.open(header.nonce(), aad, &mut buf)
         })??;
         buf.truncate(len);
@@ -653,21 +654,23 @@ fn header_prefix(stored: &[u8]) -> Result<Cow<'_, [u8]>, FieldError> {
     }
 }
 
-/// Runs `f` on header ‖ encoded context, on the stack when it fits.
+/// Runs `f` on the associated data, `bound` (the header up to the key id) ‖ encoded context, on
+/// the stack when it fits.
 #[inline]
 fn with_aad<R>(
-    header: &[u8],
+    bound: &[u8],
     ctx: &Context<'_>,
     f: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, FieldError> {
-    // Longest header (43 bytes with a 16-byte id and a 24-byte nonce) plus a typical context.
-    const STACK: usize = 160;
-    let len = header.len() + ctx.encoded_len();
+    // The longest bound header (19 bytes with a 16-byte id) plus a context with names of 30
+    // characters and a UUID row id; longer ones take a heap buffer.
+    const STACK: usize = 128;
+    let len = bound.len() + ctx.encoded_len();
     if len <= STACK {
         ctx.check()?;
         let mut buf = [0u8; STACK];
         let mut w = crate::context::Writer::new(&mut buf);
-        w.put(header);
+        w.put(bound);
         ctx.encode_to(&mut w);
         if w.overflowed() {
             return Err(FieldError::malformed("context encoding overflow"));
@@ -676,7 +679,7 @@ fn with_aad<R>(
         Ok(f(buf.get(..n).unwrap_or_default()))
     } else {
         let mut buf = Vec::with_capacity(len);
-        buf.extend_from_slice(header);
+        buf.extend_from_slice(bound);
         ctx.encode_into(&mut buf)?;
         Ok(f(&buf))
     }

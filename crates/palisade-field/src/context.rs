@@ -9,12 +9,17 @@
 //! tag, so no two different contexts encode to the same bytes.
 //!
 //! ```text
-//! u16 BE len | table | u16 BE len | column | row | tenant
+//! len | table | len | column | row | tenant
 //! row    = 0x01 | i64 BE                 (integer id)
-//!        | 0x02 | u16 BE len | bytes     (text or binary id, e.g. a UUID)
+//!        | 0x02 | len | bytes            (text or binary id, e.g. a UUID)
 //! tenant = 0x00                          (none)
-//!        | 0x01 | u16 BE len | bytes
+//!        | 0x01 | len | bytes
+//! len    = unsigned LEB128, shortest form (one byte below 128, at most three)
 //! ```
+//!
+//! LEB128 keeps the usual context (short names, an integer row) inside two 16-byte blocks of
+//! associated data together with the header, which GHASH then processes in two steps instead of
+//! three; its shortest form is prefix-free, so the encoding stays unambiguous.
 //!
 //! Each part may be at most 65 535 bytes; a longer part is refused with
 //! [`crate::FieldError::Malformed`].
@@ -128,15 +133,16 @@ impl<'a> Context<'a> {
 
     /// The encoded length (see the [module documentation](self)).
     pub(crate) fn encoded_len(&self) -> usize {
+        let part = |len: usize| leb128_len(len) + len;
         let row = match self.row {
             RowId::Int(_) => 9,
-            RowId::Bytes(b) => 3 + b.len(),
+            RowId::Bytes(b) => 1 + part(b.len()),
         };
-        let tenant = self.tenant.map_or(1, |t| 3 + t.len());
-        4 + self.table.len() + self.column.len() + row + tenant
+        let tenant = self.tenant.map_or(1, |t| 1 + part(t.len()));
+        part(self.table.len()) + part(self.column.len()) + row + tenant
     }
 
-    /// Checks that every part fits its 16-bit length prefix.
+    /// Checks that every part is at most 65 535 bytes long.
     pub(crate) fn check(&self) -> Result<(), FieldError> {
         let row = match self.row {
             RowId::Int(_) => 0,
@@ -173,18 +179,18 @@ impl<'a> Context<'a> {
         w.part(self.column.as_bytes());
         match self.row {
             RowId::Int(id) => {
-                w.put(&[0x01]);
+                w.byte(0x01);
                 w.put(&id.to_be_bytes());
             }
             RowId::Bytes(b) => {
-                w.put(&[0x02]);
+                w.byte(0x02);
                 w.part(b);
             }
         }
         match self.tenant {
-            None => w.put(&[0x00]),
+            None => w.byte(0x00),
             Some(t) => {
-                w.put(&[0x01]);
+                w.byte(0x01);
                 w.part(t.as_bytes());
             }
         }
@@ -198,6 +204,15 @@ impl<'a> Context<'a> {
         let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_into(&mut out)?;
         Ok(out)
+    }
+}
+
+/// The length of `len` in unsigned LEB128.
+fn leb128_len(len: usize) -> usize {
+    match len {
+        0..0x80 => 1,
+        0x80..0x4000 => 2,
+        _ => 3,
     }
 }
 
@@ -239,10 +254,28 @@ impl<'a> Writer<'a> {
     }
 
     #[inline]
+    pub(crate) fn byte(&mut self, byte: u8) {
+        match self.buf.get_mut(self.pos) {
+            Some(dst) => {
+                *dst = byte;
+                self.pos += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    #[inline]
     fn part(&mut self, part: &[u8]) {
-        // Lengths were checked by `Context::check`.
-        let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
-        self.put(&len.to_be_bytes());
+        // Lengths were checked by `Context::check`: at most 65 535, so at most three bytes.
+        let mut len = part.len();
+        while len >= 0x80 {
+            // Truncation keeps the low seven bits, which is the point.
+            #[allow(clippy::cast_possible_truncation)]
+            self.byte((len & 0x7f) as u8 | 0x80);
+            len >>= 7;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        self.byte(len as u8);
         self.put(part);
     }
 }
@@ -262,10 +295,20 @@ mod tests {
         let none = Context::new("t", "c", 1).to_bytes().unwrap();
         let empty_tenant = Context::new("t", "c", 1).tenant("").to_bytes().unwrap();
         assert_ne!(none, empty_tenant);
-        assert_eq!(none, [0, 1, b't', 0, 1, b'c', 1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        assert_eq!(none, [1, b't', 1, b'c', 1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        let long = "x".repeat(300);
+        let encoded = Context::new(&long, "c", 1).to_bytes().unwrap();
+        assert_eq!(encoded.get(..2), Some(&[0xac, 0x02][..])); // 300 = 0b10_0101100
+        let longest = "y".repeat(65_535);
+        let encoded = Context::new("t", "c", 1)
+            .tenant(&longest)
+            .to_bytes()
+            .unwrap();
+        assert_eq!(encoded.get(13..17), Some(&[0x01, 0xff, 0xff, 0x03][..]));
         for ctx in [
             Context::new("t", "c", "xyz").tenant("acme"),
             Context::new("", "", 7),
+            Context::new(&long, &"z".repeat(128), &*"r".repeat(16_384)).tenant(&longest),
         ] {
             assert_eq!(ctx.to_bytes().unwrap().len(), ctx.encoded_len());
         }

@@ -15,11 +15,12 @@
 //! end-16  16          tag
 //! ```
 //!
-//! The associated data of the AEAD is the whole header (version through nonce) followed by the
-//! encoded [`crate::Context`], so changing any header byte, moving the value to another row or
-//! column, or truncating it fails with [`crate::FieldError::Authentication`] (or a typed
-//! [`crate::FieldError::Malformed`] / [`crate::FieldError::UnknownKey`] when the header no longer
-//! parses or names another key).
+//! The associated data of the AEAD is the header from the version through the key id, followed
+//! by the encoded [`crate::Context`]. The nonce is not repeated there: it is the AEAD's own nonce
+//! input, which the tag already authenticates. So changing any header byte, moving the value to
+//! another row or column, or truncating it fails with [`crate::FieldError::Authentication`] (or a
+//! typed [`crate::FieldError::Malformed`] / [`crate::FieldError::UnknownKey`] when the header no
+//! longer parses or names another key).
 //!
 //! Overhead is `3 + n + nonce + 16` bytes: 31 + n for AES-256-GCM. [`crate::FieldCipher`] accepts
 //! key ids up to [`MAX_FIELD_KEY_ID_LEN`] = 16 bytes, so the overhead is at most 47 bytes (a
@@ -120,33 +121,44 @@ impl<'a> Header<'a> {
 
     /// Parses only the header, without requiring the sealed data after it.
     pub(crate) fn parse_prefix(raw: &'a [u8]) -> Result<Self, FieldError> {
-        let (&version, rest) = raw
-            .split_first()
-            .ok_or_else(|| FieldError::malformed("empty ciphertext"))?;
-        if version != VERSION {
+        let header = Self::parse_layout(raw)?;
+        if !header
+            .key_id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(FieldError::malformed("bad key id"));
+        }
+        Ok(header)
+    }
+
+    /// Parses the fields and lengths of a header, and that a full tag follows it, without
+    /// checking the key id's characters: for decryption, which looks the id up among valid
+    /// ones and reports an invalid one then.
+    pub(crate) fn parse_sealed(raw: &'a [u8]) -> Result<Self, FieldError> {
+        let header = Self::parse_layout(raw)?;
+        if raw.len() < header.header_len + TAG_LEN {
+            return Err(FieldError::malformed("truncated ciphertext"));
+        }
+        Ok(header)
+    }
+
+    fn parse_layout(raw: &'a [u8]) -> Result<Self, FieldError> {
+        let [version, alg, id_len, rest @ ..] = raw else {
+            return Err(FieldError::malformed("truncated header"));
+        };
+        if *version != VERSION {
             return Err(FieldError::malformed("unsupported ciphertext version"));
         }
-        let (&alg, rest) = rest
-            .split_first()
-            .ok_or_else(|| FieldError::malformed("truncated header"))?;
         let algorithm = Algorithm::from_id(alg & !SUBKEY_FLAG)
             .ok_or_else(|| FieldError::malformed("unknown algorithm"))?;
-        let (&id_len, rest) = rest
-            .split_first()
-            .ok_or_else(|| FieldError::malformed("truncated header"))?;
-        let id_len = usize::from(id_len);
+        let id_len = usize::from(*id_len);
         if id_len == 0 || id_len > palisade_core::keyring::MAX_KEY_ID_LEN {
             return Err(FieldError::malformed("bad key id length"));
         }
         let (key_id, rest) = rest
             .split_at_checked(id_len)
             .ok_or_else(|| FieldError::malformed("truncated header"))?;
-        if !key_id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(FieldError::malformed("bad key id"));
-        }
         let (nonce, _) = rest
             .split_at_checked(algorithm.nonce_len())
             .ok_or_else(|| FieldError::malformed("truncated header"))?;
@@ -187,6 +199,11 @@ impl<'a> Header<'a> {
         self.nonce
     }
 
+    /// The length of the part bound as associated data: version, algorithm and key id.
+    pub(crate) fn bound_len(&self) -> usize {
+        3 + self.key_id.len()
+    }
+
     /// The header's length in bytes: where the sealed data starts.
     pub fn len(&self) -> usize {
         self.header_len
@@ -198,24 +215,30 @@ impl<'a> Header<'a> {
     }
 }
 
-/// Writes a header into `out`.
-pub(crate) fn write_header(
-    out: &mut Vec<u8>,
+/// The longest header: a 32-byte key id and a 24-byte nonce.
+pub(crate) const MAX_HEADER_LEN: usize = 3 + palisade_core::keyring::MAX_KEY_ID_LEN + 24;
+
+/// A header on the stack: version, algorithm and key id written, the nonce's bytes zero for the
+/// caller to fill. Returns the buffer, the length of the part bound as associated data (where the
+/// nonce starts) and the whole header's length, or `None` for a key id longer than 32 bytes.
+pub(crate) fn new_header(
     algorithm: Algorithm,
     column_subkey: bool,
     key_id: &[u8],
-    nonce: &[u8],
-) {
-    out.push(VERSION);
-    out.push(if column_subkey {
+) -> Option<([u8; MAX_HEADER_LEN], usize, usize)> {
+    let alg = if column_subkey {
         algorithm.id() | SUBKEY_FLAG
     } else {
         algorithm.id()
-    });
-    // Key ids are 1..=32 bytes (checked when the cipher is built), so this never saturates.
-    out.push(u8::try_from(key_id.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(key_id);
-    out.extend_from_slice(nonce);
+    };
+    let id_len = u8::try_from(key_id.len()).ok()?;
+    let bound_len = 3 + key_id.len();
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let (fixed, rest) = header.split_first_chunk_mut::<3>()?;
+    *fixed = [VERSION, alg, id_len];
+    rest.get_mut(..key_id.len())?.copy_from_slice(key_id);
+    let header_len = bound_len + algorithm.nonce_len();
+    (header_len <= MAX_HEADER_LEN).then_some((header, bound_len, header_len))
 }
 
 /// Whether `value` is in the text form (starts with [`TEXT_PREFIX`]). One comparison; it does
@@ -296,8 +319,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let mut v = Vec::new();
-        write_header(&mut v, Algorithm::Aes256Gcm, false, b"k1", &[7u8; 12]);
+        let (mut header, bound, len) = new_header(Algorithm::Aes256Gcm, false, b"k1").unwrap();
+        header[bound..len].fill(7);
+        let mut v = header[..len].to_vec();
         v.extend_from_slice(&[0u8; 20]);
         v
     }
