@@ -177,6 +177,49 @@ struct Window {
     last_touch: u64,
 }
 
+/// One rule's windows by key, with the keys in the order of their last touch as of when they
+/// were queued, so that a full table evicts the least recently touched key in amortised O(1):
+/// a flood of new keys (a password spray from many addresses) must not make every event scan
+/// the whole table under the engine's lock.
+#[derive(Debug, Default)]
+struct RuleWindows {
+    map: HashMap<String, Window>,
+    /// Every key of `map` once, with the tick it was queued at.
+    order: VecDeque<(String, u64)>,
+}
+
+impl RuleWindows {
+    /// Evicts the least recently touched key. A key touched since it was queued goes to the
+    /// back with its new tick (each touch pays for at most one such move).
+    fn evict_one(&mut self) {
+        while let Some((key, queued)) = self.order.pop_front() {
+            match self.map.get(&key) {
+                Some(w) if w.last_touch > queued => {
+                    let touched = w.last_touch;
+                    self.order.push_back((key, touched));
+                }
+                Some(_) => {
+                    self.map.remove(&key);
+                    return;
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn touch(&mut self, key: &str, tick: u64, max_keys: usize) -> &mut Window {
+        if !self.map.contains_key(key) {
+            if self.map.len() >= max_keys {
+                self.evict_one();
+            }
+            self.order.push_back((key.to_owned(), tick));
+        }
+        let w = self.map.entry(key.to_owned()).or_default();
+        w.last_touch = tick;
+        w
+    }
+}
+
 /// Evaluates threshold rules over the events it records and sends alerts to a channel.
 #[derive(Debug)]
 pub struct AlertEngine<C> {
@@ -184,7 +227,7 @@ pub struct AlertEngine<C> {
     floor: Severity,
     channel: C,
     max_keys: usize,
-    state: Mutex<(u64, Vec<HashMap<String, Window>>)>,
+    state: Mutex<(u64, Vec<RuleWindows>)>,
 }
 
 impl<C: AlertChannel> AlertEngine<C> {
@@ -197,7 +240,7 @@ impl<C: AlertChannel> AlertEngine<C> {
             floor,
             channel,
             max_keys: 100_000,
-            state: Mutex::new((0, (0..n).map(|_| HashMap::new()).collect())),
+            state: Mutex::new((0, (0..n).map(|_| RuleWindows::default()).collect())),
         }
     }
 
@@ -216,19 +259,9 @@ impl<C: AlertChannel> AlertEngine<C> {
         let (tick, windows) = &mut *guard;
         *tick = tick.saturating_add(1);
         let now = event.timestamp;
-        for (rule, map) in self.rules.iter().zip(windows.iter_mut()) {
+        for (rule, table) in self.rules.iter().zip(windows.iter_mut()) {
             let Some(key) = rule.key(event) else { continue };
-            if !map.contains_key(&key) && map.len() >= self.max_keys {
-                let oldest = map
-                    .iter()
-                    .min_by_key(|(_, w)| w.last_touch)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    map.remove(&k);
-                }
-            }
-            let w = map.entry(key.clone()).or_default();
-            w.last_touch = *tick;
+            let w = table.touch(&key, *tick, self.max_keys);
             let start = now.saturating_sub(rule.window);
             while w.times.front().is_some_and(|t| *t < start) {
                 w.times.pop_front();
@@ -474,6 +507,35 @@ mod tests {
         assert!(engine.observe(&failed("c", 1)).is_empty()); // evicts a
         assert!(engine.observe(&failed("a", 2)).is_empty());
         assert_eq!(engine.observe(&failed("c", 2)).len(), 1);
+    }
+
+    #[test]
+    fn eviction_spares_recently_touched_keys() {
+        let engine = AlertEngine::new(
+            vec![ThresholdRule::new(
+                "r",
+                Action::LoginFailed,
+                3,
+                Duration::from_secs(60),
+            )],
+            Severity::Low,
+            LogChannel,
+        )
+        .max_keys(2);
+        assert!(engine.observe(&failed("a", 1)).is_empty());
+        assert!(engine.observe(&failed("b", 1)).is_empty());
+        assert!(engine.observe(&failed("a", 2)).is_empty()); // a is now the most recent
+        assert!(engine.observe(&failed("c", 2)).is_empty()); // evicts b, keeps a
+        assert_eq!(engine.observe(&failed("a", 3)).len(), 1);
+        assert!(engine.observe(&failed("b", 3)).is_empty()); // b starts again from one
+        assert!(engine.observe(&failed("b", 4)).is_empty());
+        // A flood of distinct keys keeps the table at its cap.
+        for i in 0..1_000 {
+            let _ = engine.observe(&failed(&format!("spray-{i}"), 5));
+        }
+        let guard = engine.state.lock().unwrap();
+        assert_eq!(guard.1[0].map.len(), 2);
+        assert_eq!(guard.1[0].order.len(), 2);
     }
 
     #[test]
