@@ -489,19 +489,15 @@ mod tests {
         assert_eq!(got[0].severity, Severity::Critical);
     }
 
+    /// Failed logins per user, `threshold` in a minute, at most two keys.
+    fn capped_engine(threshold: u32) -> AlertEngine<LogChannel> {
+        let rule = ThresholdRule::new("r", Action::LoginFailed, threshold, Duration::from_secs(60));
+        AlertEngine::new(vec![rule], Severity::Low, LogChannel).max_keys(2)
+    }
+
     #[test]
     fn keys_are_bounded() {
-        let engine = AlertEngine::new(
-            vec![ThresholdRule::new(
-                "r",
-                Action::LoginFailed,
-                2,
-                Duration::from_secs(60),
-            )],
-            Severity::Low,
-            LogChannel,
-        )
-        .max_keys(2);
+        let engine = capped_engine(2);
         assert!(engine.observe(&failed("a", 1)).is_empty());
         assert!(engine.observe(&failed("b", 1)).is_empty());
         assert!(engine.observe(&failed("c", 1)).is_empty()); // evicts a
@@ -511,17 +507,7 @@ mod tests {
 
     #[test]
     fn eviction_spares_recently_touched_keys() {
-        let engine = AlertEngine::new(
-            vec![ThresholdRule::new(
-                "r",
-                Action::LoginFailed,
-                3,
-                Duration::from_secs(60),
-            )],
-            Severity::Low,
-            LogChannel,
-        )
-        .max_keys(2);
+        let engine = capped_engine(3);
         assert!(engine.observe(&failed("a", 1)).is_empty());
         assert!(engine.observe(&failed("b", 1)).is_empty());
         assert!(engine.observe(&failed("a", 2)).is_empty()); // a is now the most recent
