@@ -87,6 +87,7 @@ impl RateRequest {
     }
 
     /// The period in nanoseconds, at least one microsecond.
+    #[inline]
     pub fn period_nanos(&self) -> u64 {
         u64::try_from(self.period.as_nanos())
             .unwrap_or(u64::MAX)
@@ -262,6 +263,7 @@ impl State {
         }
     }
 
+    #[inline]
     fn apply(&mut self, req: &RateRequest, period: u64, now: u64) -> RateCounts {
         match self {
             Self::Counter {
@@ -516,6 +518,7 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
     ///
     /// # Errors
     /// [`StoreError::Full`] when a new key finds its shard full.
+    #[inline]
     pub fn apply_at(
         &self,
         key: &[u8],

@@ -14,8 +14,11 @@ use palisade_core::time::{Clock, SystemClock, UnixTime};
 /// The wall clock at creation plus a monotonic counter's elapsed time. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FastClock {
-    base: UnixTime,
-    start: quanta::Instant,
+    /// The system clock at creation, in nanoseconds since the epoch.
+    base: u64,
+    /// The counter's raw reading at creation: a reading is scaled straight to nanoseconds, with
+    /// no `Instant` or `Duration` in between.
+    start: u64,
     clock: quanta::Clock,
 }
 
@@ -24,8 +27,8 @@ impl FastClock {
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
         Self {
-            base: SystemClock.now(),
-            start: clock.now(),
+            base: SystemClock.now().as_nanos(),
+            start: clock.raw(),
             clock,
         }
     }
@@ -38,9 +41,10 @@ impl Default for FastClock {
 }
 
 impl Clock for FastClock {
+    #[inline]
     fn now(&self) -> UnixTime {
-        self.base
-            .saturating_add(self.clock.now().duration_since(self.start))
+        let elapsed = self.clock.delta_as_nanos(self.start, self.clock.raw());
+        UnixTime::from_nanos(self.base.saturating_add(elapsed))
     }
 }
 

@@ -188,8 +188,13 @@ impl<C: Clock> MemoryLimiter<C> {
         cost: u64,
         now: UnixTime,
     ) -> Result<Decision, RateLimitError> {
-        let Some(quota) = self.resolver.quota(key) else {
-            return Ok(Decision::unlimited());
+        // One quota for every key: read it directly, without the resolver's dynamic call.
+        let quota = match &self.shared {
+            Some(shared) => shared.get(),
+            None => match self.resolver.quota(key) {
+                Some(quota) => quota,
+                None => return Ok(Decision::unlimited()),
+            },
         };
         match self.store.apply_at(key, quota.request(op), now) {
             Ok(counts) => Ok(decide(&quota, cost, &counts)),
@@ -204,5 +209,37 @@ impl<C: fmt::Debug> fmt::Debug for MemoryLimiter<C> {
             .field("store", &self.store)
             .field("fail", &self.fail)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::time::FakeClock;
+
+    #[test]
+    fn set_quota_reaches_the_shared_quota_path() {
+        let clock = FakeClock::new(UnixTime::from_secs(6_000));
+        let limiter = MemoryLimiter::with_clock(Quota::per_minute(1), clock);
+        assert!(limiter.check(b"k").unwrap().is_allowed());
+        assert!(!limiter.check(b"k").unwrap().is_allowed());
+        assert!(limiter.set_quota(Quota::per_minute(2)));
+        let d = limiter.check(b"k").unwrap();
+        assert!(d.is_allowed());
+        assert_eq!((d.limit(), d.remaining()), (2, 0));
+        assert!(!limiter.check(b"k").unwrap().is_allowed());
+    }
+
+    #[test]
+    fn a_resolver_still_decides_per_key() {
+        let limiter = MemoryLimiter::with_resolver(|key: &[u8]| {
+            (key != b"free").then_some(Quota::per_minute(1))
+        });
+        assert!(!limiter.set_quota(Quota::per_minute(5)));
+        for _ in 0..3 {
+            assert!(limiter.check(b"free").unwrap().is_allowed());
+        }
+        assert!(limiter.check(b"k").unwrap().is_allowed());
+        assert!(!limiter.check(b"k").unwrap().is_allowed());
     }
 }

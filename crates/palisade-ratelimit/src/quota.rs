@@ -183,6 +183,7 @@ impl SharedQuota {
     }
 
     /// The current quota.
+    #[inline]
     pub fn get(&self) -> Quota {
         let packed = self.period.load(Ordering::Relaxed);
         Quota {
