@@ -43,7 +43,7 @@
 //! # Errors
 //! Decoding returns [`AuditError::Json`] for malformed or non-canonical input. Never panics.
 
-use palisade_core::audit::AuditEvent;
+use palisade_core::audit::{AuditEvent, Outcome, Severity};
 
 use crate::AuditError;
 
@@ -63,8 +63,112 @@ pub fn to_canonical_json(event: &AuditEvent) -> Result<Vec<u8>, AuditError> {
 /// # Errors
 /// As [`to_canonical_json`]. On error `out` may hold a partial document.
 pub fn write_canonical_json(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(), AuditError> {
-    serde_json::to_writer(out, event)?;
+    // Written member by member rather than through serde: the same bytes (a test compares
+    // them with `serde_json` on every field), without serde's per-byte string escaping for
+    // the common string that needs no escape.
+    use std::io::Write as _;
+    out.reserve(512);
+    write!(
+        out,
+        "{{\"schema_version\":{},\"id\":\"",
+        event.schema_version
+    )?;
+    write!(out, "{}\",\"timestamp\":", event.id)?;
+    write!(out, "{},\"action\":", event.timestamp.as_nanos())?;
+    write_json_str(event.action.as_str(), out)?;
+    out.extend_from_slice(b",\"severity\":\"");
+    out.extend_from_slice(severity_name(event.severity).as_bytes());
+    out.extend_from_slice(b"\",\"outcome\":\"");
+    out.extend_from_slice(outcome_name(event.outcome).as_bytes());
+    out.push(b'"');
+    // An address's text (at most 45 bytes) on the stack; it never needs escaping.
+    let mut ip_buf = [0u8; 64];
+    let ip = match event.ip_address {
+        Some(ip) => {
+            let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
+            write!(cursor, "{ip}")?;
+            let len = usize::try_from(cursor.position()).unwrap_or(0);
+            ip_buf.get(..len).and_then(|b| std::str::from_utf8(b).ok())
+        }
+        None => None,
+    };
+    for (name, value) in [
+        ("resource", event.resource.as_deref()),
+        ("user_name", event.user_name.as_deref()),
+        ("user_id", event.user_id.as_deref()),
+        ("record_id", event.record_id.as_deref()),
+        ("ip_address", ip),
+        ("device_fingerprint", event.device_fingerprint.as_deref()),
+        ("user_agent", event.user_agent.as_deref()),
+        ("correlation_id", event.correlation_id.as_deref()),
+        ("tenant", event.tenant.as_deref()),
+    ] {
+        write_member(name, value, out)?;
+    }
+    out.extend_from_slice(b",\"metadata\":{");
+    for (i, (k, v)) in event.metadata.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(k, out)?;
+        out.push(b':');
+        write_json_str(v, out)?;
+    }
+    out.extend_from_slice(b"}}");
     Ok(())
+}
+
+/// `,"name":"value"` or `,"name":null`.
+fn write_member(name: &str, value: Option<&str>, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(v) => write_json_str(v, out),
+        None => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+}
+
+/// A JSON string exactly as `serde_json` writes it: copied as is when nothing needs escaping
+/// (no control character, quote or backslash), else escaped by `serde_json` itself.
+fn write_json_str(s: &str, out: &mut Vec<u8>) -> Result<(), AuditError> {
+    // A fold without early exit, so the scan vectorizes.
+    let needs_escape = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.reserve(s.len().saturating_add(2));
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, s)?;
+        Ok(())
+    }
+}
+
+/// The JSON name of a severity.
+pub(crate) fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Informational => "informational",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The JSON name of an outcome.
+pub(crate) fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Success => "success",
+        Outcome::Failure => "failure",
+        Outcome::Unknown => "unknown",
+    }
 }
 
 /// Decodes an event from JSON written by any writer (members in any order, unknown members
@@ -96,7 +200,7 @@ pub(crate) fn not_canonical() -> AuditError {
 
 #[cfg(test)]
 mod tests {
-    use palisade_core::audit::Action;
+    use palisade_core::audit::{Action, Outcome, Severity};
     use palisade_core::time::UnixTime;
 
     use super::*;
@@ -116,5 +220,48 @@ mod tests {
         assert_eq!(from_json(spaced.as_bytes()).unwrap(), e);
         assert!(from_canonical_json(spaced.as_bytes()).is_err());
         assert!(from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn canonical_bytes_are_serde_json_bytes() {
+        let mut all = AuditEvent::new(
+            Action::Custom("custom \"act\"\u{1}".into()),
+            UnixTime::from_nanos(1_700_000_000_123_456_789),
+        )
+        .severity(Severity::Critical)
+        .outcome(Outcome::Unknown)
+        .resource("r\\1")
+        .user_name("Zoë \u{2028}")
+        .user_id("u\t42")
+        .record_id("rec")
+        .ip("2001:db8::1".parse().unwrap())
+        .device_fingerprint("fp\u{7f}")
+        .user_agent("Mozilla/5.0 \"quoted\"")
+        .correlation_id("c\n")
+        .tenant("t")
+        .meta("b\u{1b}", "\u{0}")
+        .meta("a", "plain");
+        let plain = AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(1))
+            .ip("203.0.113.9".parse().unwrap());
+        for sev in [
+            Severity::Informational,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+        ] {
+            for e in [all.clone().severity(sev), plain.clone().severity(sev)] {
+                assert_eq!(
+                    to_canonical_json(&e).unwrap(),
+                    serde_json::to_vec(&e).unwrap()
+                );
+            }
+        }
+        for outcome in [Outcome::Success, Outcome::Failure] {
+            all.outcome = outcome;
+            assert_eq!(
+                to_canonical_json(&all).unwrap(),
+                serde_json::to_vec(&all).unwrap()
+            );
+        }
     }
 }

@@ -62,6 +62,7 @@ use crate::AuditError;
 use crate::chain::{ChainHash, Chainer, Verdict, Verifier};
 use crate::checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
 use crate::file::CheckpointCallback;
+use crate::format::{outcome_name, severity_name};
 use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::sink::{Overflow, SinkStats};
@@ -275,26 +276,6 @@ impl Rows {
             r.event.push(event);
         }
         r
-    }
-}
-
-fn severity_name(s: palisade_core::audit::Severity) -> &'static str {
-    use palisade_core::audit::Severity as S;
-    match s {
-        S::Informational => "informational",
-        S::Low => "low",
-        S::Medium => "medium",
-        S::High => "high",
-        S::Critical => "critical",
-    }
-}
-
-fn outcome_name(o: palisade_core::audit::Outcome) -> &'static str {
-    use palisade_core::audit::Outcome as O;
-    match o {
-        O::Success => "success",
-        O::Failure => "failure",
-        O::Unknown => "unknown",
     }
 }
 
