@@ -150,6 +150,7 @@ impl RateCounts {
 /// `ceil(previous * (period - elapsed) / period)`, where `elapsed` is the time since the current
 /// fixed window began. The admission rule of [`WindowKind::Counter`] is
 /// `weighted_previous + current + cost <= limit`; every backend must use it.
+#[inline]
 pub fn weighted_previous(previous: u64, elapsed_nanos: u64, period_nanos: u64) -> u64 {
     if previous == 0 || elapsed_nanos >= period_nanos {
         return 0;

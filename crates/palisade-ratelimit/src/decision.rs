@@ -180,6 +180,8 @@ pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decisi
 fn mul_div(a: u64, b: u64, c: u64) -> u64 {
     let c = c.max(1);
     match a.checked_mul(b) {
+        // A spent window (`a == 0`) is the common denial: no division at all.
+        Some(0) => 0,
         // The common case, without a 128-bit division.
         Some(product) => product / c,
         None => u64::try_from(u128::from(a) * u128::from(b) / u128::from(c)).unwrap_or(u64::MAX),
@@ -287,6 +289,18 @@ mod tests {
         let q = Quota::per_minute(3);
         let c = RateCounts::counter(UnixTime::from_secs(1), false, 0, 0, UnixTime::EPOCH);
         assert_eq!(decide(&q, 4, &c).retry_after(), Some(MIN));
+    }
+
+    #[test]
+    fn a_spent_window_waits_until_it_has_fully_slid_past() {
+        // Limit 1, spent 30 s into the window at 600 s: the unit weighs until 720 s.
+        let q = Quota::per_minute(1);
+        let start = UnixTime::from_secs(600);
+        let c = RateCounts::counter(UnixTime::from_secs(630), false, 1, 0, start);
+        let d = decide(&q, 1, &c);
+        assert_eq!(d.retry_after(), Some(Duration::from_secs(90)));
+        assert_eq!(mul_div(0, 60, 7), 0);
+        assert_eq!(mul_div(3, 60, 7), 25);
     }
 
     #[test]
