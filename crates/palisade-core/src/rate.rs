@@ -868,6 +868,22 @@ mod tests {
     }
 
     #[test]
+    fn inline_and_heap_keys_are_distinct_and_found_again() {
+        let s = MemoryRateStore::new();
+        let req = RateRequest::new(WindowKind::Counter, MIN, 1, RateOp::Acquire(1));
+        let inline = [9u8; INLINE];
+        let heap = [9u8; INLINE + 1];
+        let keys: [&[u8]; 6] = [b"", b"ip", b"ip\0", &inline, &heap, &[9u8; 200]];
+        for key in keys {
+            assert!(s.apply_now(key, req).unwrap().admitted, "{key:?} is new");
+        }
+        for key in keys {
+            assert!(!s.apply_now(key, req).unwrap().admitted, "{key:?} is found");
+        }
+        assert_eq!(s.len(), keys.len());
+    }
+
+    #[test]
     fn peeks_of_absent_keys_store_nothing() {
         let s = MemoryRateStore::new();
         let req = RateRequest::new(WindowKind::Log, MIN, 5, RateOp::Peek(1));
