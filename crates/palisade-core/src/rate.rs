@@ -146,6 +146,20 @@ impl RateCounts {
     }
 }
 
+/// What a sliding-window counter saw after an operation: the fields of [`RateCounts`] a counter
+/// decision reads, without the log (see [`MemoryRateStore::apply_counter_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CounterCounts {
+    /// Whether the cost was added (`Acquire`), would be (`Peek`); always true otherwise.
+    pub admitted: bool,
+    /// The current fixed window's cost.
+    pub current: u64,
+    /// The previous fixed window's cost (unweighted).
+    pub previous: u64,
+    /// When the current fixed window began.
+    pub window_start: UnixTime,
+}
+
 /// The previous window's cost still inside the sliding window, rounded up:
 /// `ceil(previous * (period - elapsed) / period)`, where `elapsed` is the time since the current
 /// fixed window began. The admission rule of [`WindowKind::Counter`] is
@@ -221,12 +235,7 @@ const MIN_SWEEP: usize = 64;
 /// A key's state in [`MemoryRateStore`].
 #[derive(Debug)]
 enum State {
-    Counter {
-        period: u64,
-        start: u64,
-        current: u64,
-        previous: u64,
-    },
+    Counter(Counter),
     /// Boxed, so a counter key's slot does not pay for a log's size (the slot stays one
     /// cache line).
     #[allow(clippy::box_collection)]
@@ -239,12 +248,7 @@ enum State {
 impl State {
     fn new(kind: WindowKind, period: u64) -> Self {
         match kind {
-            WindowKind::Counter => Self::Counter {
-                period,
-                start: 0,
-                current: 0,
-                previous: 0,
-            },
+            WindowKind::Counter => Self::Counter(Counter::new(period)),
             WindowKind::Log => Self::Log {
                 period,
                 entries: Box::default(),
@@ -255,9 +259,7 @@ impl State {
     /// Whether the key holds nothing that can still count at `now`.
     fn is_dead(&self, now: u64) -> bool {
         match self {
-            Self::Counter { period, start, .. } => {
-                now >= start.saturating_add(period.saturating_mul(2))
-            }
+            Self::Counter(c) => now >= c.start.saturating_add(c.period.saturating_mul(2)),
             Self::Log { period, entries } => entries
                 .back()
                 .is_none_or(|&t| t.saturating_add(*period) <= now),
@@ -267,57 +269,14 @@ impl State {
     #[inline]
     fn apply(&mut self, req: &RateRequest, period: u64, now: u64) -> RateCounts {
         match self {
-            Self::Counter {
-                period: p,
-                start,
-                current,
-                previous,
-            } => {
-                let same = *p == period && now >= *start && now - *start < period;
-                if !same {
-                    let window = now - now % period;
-                    if *p != period || window > start.saturating_add(period) {
-                        // A new quota's period, or more than one whole window passed.
-                        *previous = 0;
-                        *current = 0;
-                        *start = window;
-                        *p = period;
-                    } else if window == start.saturating_add(period) {
-                        *previous = *current;
-                        *current = 0;
-                        *start = window;
-                    }
-                }
-                // A stored window later than `now` (the clock stepped back) stays current.
-                let elapsed = now.saturating_sub(*start);
-                let weighted = weighted_previous(*previous, elapsed, period);
-                let used = weighted.saturating_add(*current);
-                let fits = |cost: u64| used.saturating_add(cost) <= req.limit;
-                let admitted = match req.op {
-                    RateOp::Acquire(cost) => {
-                        let ok = fits(cost);
-                        if ok {
-                            *current = current.saturating_add(cost);
-                        }
-                        ok
-                    }
-                    RateOp::Peek(cost) => fits(cost),
-                    RateOp::Refund(cost) => {
-                        *current = current.saturating_sub(cost);
-                        true
-                    }
-                    RateOp::Clear => {
-                        *current = 0;
-                        *previous = 0;
-                        true
-                    }
-                };
+            Self::Counter(c) => {
+                let seen = c.apply(req.op, req.limit, period, now);
                 RateCounts::counter(
                     UnixTime::from_nanos(now),
-                    admitted,
-                    *current,
-                    *previous,
-                    UnixTime::from_nanos(*start),
+                    seen.admitted,
+                    seen.current,
+                    seen.previous,
+                    seen.window_start,
                 )
             }
             Self::Log { period: p, entries } => {
@@ -358,6 +317,76 @@ impl State {
                     entries.iter().map(|&t| UnixTime::from_nanos(t)).collect(),
                 )
             }
+        }
+    }
+}
+
+/// A sliding-window counter's state: two fixed windows.
+#[derive(Debug)]
+struct Counter {
+    period: u64,
+    start: u64,
+    current: u64,
+    previous: u64,
+}
+
+impl Counter {
+    const fn new(period: u64) -> Self {
+        Self {
+            period,
+            start: 0,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    /// Rolls the windows forward to `now` and applies `op` under `limit`.
+    #[inline]
+    fn apply(&mut self, op: RateOp, limit: u64, period: u64, now: u64) -> CounterCounts {
+        let same = self.period == period && now >= self.start && now - self.start < period;
+        if !same {
+            let window = now - now % period;
+            if self.period != period || window > self.start.saturating_add(period) {
+                // A new quota's period, or more than one whole window passed.
+                self.previous = 0;
+                self.current = 0;
+                self.start = window;
+                self.period = period;
+            } else if window == self.start.saturating_add(period) {
+                self.previous = self.current;
+                self.current = 0;
+                self.start = window;
+            }
+        }
+        // A stored window later than `now` (the clock stepped back) stays current.
+        let elapsed = now.saturating_sub(self.start);
+        let weighted = weighted_previous(self.previous, elapsed, period);
+        let used = weighted.saturating_add(self.current);
+        let fits = |cost: u64| used.saturating_add(cost) <= limit;
+        let admitted = match op {
+            RateOp::Acquire(cost) => {
+                let ok = fits(cost);
+                if ok {
+                    self.current = self.current.saturating_add(cost);
+                }
+                ok
+            }
+            RateOp::Peek(cost) => fits(cost),
+            RateOp::Refund(cost) => {
+                self.current = self.current.saturating_sub(cost);
+                true
+            }
+            RateOp::Clear => {
+                self.current = 0;
+                self.previous = 0;
+                true
+            }
+        };
+        CounterCounts {
+            admitted,
+            current: self.current,
+            previous: self.previous,
+            window_start: UnixTime::from_nanos(self.start),
         }
     }
 }
@@ -528,6 +557,47 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
     ) -> Result<RateCounts, StoreError> {
         let period = req.period_nanos();
         let now = now.as_nanos();
+        self.with_state(key, req.kind, period, now, |state| {
+            state.apply(&req, period, now)
+        })
+    }
+
+    /// [`apply_at`](Self::apply_at) for a [`WindowKind::Counter`] request of `op` under `limit`
+    /// per `period_nanos` (raised to a microsecond), at `now`, returning only what a counter
+    /// decision needs: the in-process limiter's hot path. Same state, same answers:
+    /// `apply_at` returns the same `admitted`, `current`, `previous` and `window_start`.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`] when a new key finds its shard full.
+    #[inline]
+    pub fn apply_counter_at(
+        &self,
+        key: &[u8],
+        op: RateOp,
+        limit: u64,
+        period_nanos: u64,
+        now: UnixTime,
+    ) -> Result<CounterCounts, StoreError> {
+        let period = period_nanos.max(1_000);
+        let now = now.as_nanos();
+        self.with_state(key, WindowKind::Counter, period, now, |state| match state {
+            State::Counter(c) => c.apply(op, limit, period, now),
+            // Never: `with_state` hands a counter request a counter. Refuse if it did not.
+            State::Log { .. } => CounterCounts::default(),
+        })
+    }
+
+    /// Runs `f` once on `key`'s state of `kind` (a fresh one for a new key, or one of another
+    /// kind), under its shard's lock, and keeps the state unless it holds nothing.
+    #[inline]
+    fn with_state<R>(
+        &self,
+        key: &[u8],
+        kind: WindowKind,
+        period: u64,
+        now: u64,
+        f: impl FnOnce(&mut State) -> R,
+    ) -> Result<R, StoreError> {
         // Bits 48..54 choose the shard: the table inside uses the low bits (bucket) and the top
         // seven (control byte), so keys of one shard still spread over its table.
         let hash = self.hasher.hash_one(key);
@@ -539,13 +609,13 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             .table
             .find_mut(hash, |s| s.key.matches(probe.as_ref(), key))
         {
-            if state_kind(&slot.state) != req.kind {
-                slot.state = State::new(req.kind, period);
+            if state_kind(&slot.state) != kind {
+                slot.state = State::new(kind, period);
             }
-            return Ok(slot.state.apply(&req, period, now));
+            return Ok(f(&mut slot.state));
         }
-        let mut state = State::new(req.kind, period);
-        let counts = state.apply(&req, period, now);
+        let mut state = State::new(kind, period);
+        let counts = f(&mut state);
         if state.is_dead(now) {
             // Nothing to remember (a peek, refund or clear of an absent key, a zero cost).
             return Ok(counts);
@@ -588,7 +658,7 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
 
 fn state_kind(state: &State) -> WindowKind {
     match state {
-        State::Counter { .. } => WindowKind::Counter,
+        State::Counter(_) => WindowKind::Counter,
         State::Log { .. } => WindowKind::Log,
     }
 }

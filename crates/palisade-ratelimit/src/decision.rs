@@ -21,7 +21,7 @@
 
 use core::time::Duration;
 
-use palisade_core::rate::{RateCounts, weighted_previous};
+use palisade_core::rate::{CounterCounts, RateCounts, weighted_previous};
 use palisade_core::time::UnixTime;
 
 use crate::quota::{Algorithm, Quota};
@@ -62,6 +62,21 @@ impl Decision {
             remaining: 0,
             reset: reset.max(retry_after),
             retry_after,
+        }
+    }
+
+    /// [`Decision::denied`] from nanoseconds: the same decision, with the raising done on
+    /// integers.
+    #[inline]
+    fn denied_nanos(limit: u64, reset: u64, retry_after: u64) -> Self {
+        let retry_after = retry_after.max(1_000);
+        Self {
+            allowed: false,
+            shadow_denied: false,
+            limit,
+            remaining: 0,
+            reset: Duration::from_nanos(reset.max(retry_after)),
+            retry_after: Duration::from_nanos(retry_after),
         }
     }
 
@@ -133,47 +148,64 @@ fn nanos(d: Duration) -> u64 {
 
 /// The sliding-window counter's decision.
 pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
-    let limit = quota.limit();
+    let seen = CounterCounts {
+        admitted: counts.admitted,
+        current: counts.current,
+        previous: counts.previous,
+        window_start: counts.window_start,
+    };
     let period = nanos(quota.period()).max(1_000);
-    let now = counts.now.as_nanos();
-    let start = counts.window_start.as_nanos();
+    counter_decision_at(quota.limit(), period, cost, counts.now, &seen)
+}
+
+/// The sliding-window counter's decision for spending `cost` under `limit` per `period_nanos`
+/// (at least a microsecond), from what the store saw at `now`: [`counter_decision`] without a
+/// [`Quota`] or a [`RateCounts`] (the in-memory limiter's hot path, over
+/// [`MemoryRateStore::apply_counter_at`](palisade_core::rate::MemoryRateStore::apply_counter_at)).
+#[inline]
+pub fn counter_decision_at(
+    limit: u64,
+    period_nanos: u64,
+    cost: u64,
+    now: UnixTime,
+    seen: &CounterCounts,
+) -> Decision {
+    let period = period_nanos;
+    let now = now.as_nanos();
+    let start = seen.window_start.as_nanos();
     let elapsed = now.saturating_sub(start);
     let end = start.saturating_add(period);
-    let weighted = weighted_previous(counts.previous, elapsed, period);
-    let used = weighted.saturating_add(counts.current);
-    let reset = if counts.current > 0 {
+    let weighted = weighted_previous(seen.previous, elapsed, period);
+    let used = weighted.saturating_add(seen.current);
+    let reset = if seen.current > 0 {
         end.saturating_add(period).saturating_sub(now)
     } else if weighted > 0 {
         end.saturating_sub(now)
     } else {
         0
     };
-    let reset = Duration::from_nanos(reset);
-    if counts.admitted {
-        return Decision::allowed(limit, limit.saturating_sub(used), reset);
+    if seen.admitted {
+        let remaining = limit.saturating_sub(used);
+        return Decision::allowed(limit, remaining, Duration::from_nanos(reset));
     }
     if cost > limit {
-        return Decision::denied(limit, reset, quota.period());
+        return Decision::denied_nanos(limit, reset, period);
     }
     // Within this window: wait until the previous window's weight has shrunk enough.
-    let retry_at = match limit.checked_sub(counts.current.saturating_add(cost)) {
-        Some(budget) if counts.previous > 0 => {
-            let keep = mul_div(budget, period, counts.previous);
+    let retry_at = match limit.checked_sub(seen.current.saturating_add(cost)) {
+        Some(budget) if seen.previous > 0 => {
+            let keep = mul_div(budget, period, seen.previous);
             start.saturating_add(period.saturating_sub(keep))
         }
         Some(_) => now,
         // Past this window: this window becomes the previous one, weighted down over the next.
-        None if counts.current > 0 => {
-            let keep = mul_div(limit - cost, period, counts.current);
+        None if seen.current > 0 => {
+            let keep = mul_div(limit - cost, period, seen.current);
             end.saturating_add(period.saturating_sub(keep))
         }
         None => end,
     };
-    Decision::denied(
-        limit,
-        reset,
-        Duration::from_nanos(retry_at.saturating_sub(now)),
-    )
+    Decision::denied_nanos(limit, reset, retry_at.saturating_sub(now))
 }
 
 /// `floor(a * b / c)`, saturating; `c > 0`.

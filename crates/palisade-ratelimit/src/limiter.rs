@@ -42,10 +42,10 @@ pub enum FailPolicy {
 }
 
 impl FailPolicy {
-    pub(crate) fn error(self, quota: &Quota, source: StoreError) -> RateLimitError {
+    pub(crate) fn error(self, limit: u64, source: StoreError) -> RateLimitError {
         let fallback = match self {
-            Self::Open => Decision::allowed(quota.limit(), quota.limit(), Duration::ZERO),
-            Self::Closed => Decision::denied(quota.limit(), Duration::ZERO, Duration::from_secs(1)),
+            Self::Open => Decision::allowed(limit, limit, Duration::ZERO),
+            Self::Closed => Decision::denied(limit, Duration::ZERO, Duration::from_secs(1)),
         };
         RateLimitError::Unavailable { source, fallback }
     }
@@ -74,8 +74,17 @@ impl Reporter {
         }
     }
 
+    /// Records a denial, if a sink is configured (checked inline, so a limiter without one
+    /// pays a branch).
+    #[inline]
     pub(crate) fn exceeded(&self, key: &[u8], decision: &Decision, now: UnixTime) {
-        let Some(sink) = &self.sink else { return };
+        if let Some(sink) = &self.sink {
+            self.record(sink.as_ref(), key, decision, now);
+        }
+    }
+
+    #[cold]
+    fn record(&self, sink: &dyn AuditSink, key: &[u8], decision: &Decision, now: UnixTime) {
         let retry = decision.retry_after().unwrap_or_default();
         let mut event = AuditEvent::new(Action::RateLimitExceeded, now)
             .resource(&*self.policy)
@@ -279,7 +288,7 @@ impl<S: RateStore> Limiter<S> {
     ) -> Result<Decision, RateLimitError> {
         match self.store.apply(key, quota.request(op)).await {
             Ok(counts) => Ok(decide(quota, cost, &counts)),
-            Err(source) => Err(self.fail.error(quota, source)),
+            Err(source) => Err(self.fail.error(quota.limit(), source)),
         }
     }
 }

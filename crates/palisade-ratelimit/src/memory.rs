@@ -25,9 +25,9 @@ use palisade_core::time::{Clock, UnixTime};
 
 use crate::FastClock;
 use crate::RateLimitError;
-use crate::decision::{Decision, decide};
+use crate::decision::{Decision, counter_decision_at, decide};
 use crate::limiter::{FailPolicy, Reporter};
-use crate::quota::{Quota, QuotaResolver, SharedQuota};
+use crate::quota::{Algorithm, Quota, QuotaResolver, SharedQuota};
 
 /// A keyed, sharded, bounded in-process rate limiter.
 ///
@@ -138,11 +138,13 @@ impl<C: Clock> MemoryLimiter<C> {
         cost: u64,
         now: UnixTime,
     ) -> Result<Decision, RateLimitError> {
-        let decision = self.apply(key, RateOp::Acquire(cost), cost, now)?;
-        if !decision.is_allowed() {
-            self.reporter.exceeded(key, &decision, now);
+        let result = self.apply(key, RateOp::Acquire(cost), cost, now);
+        if let Ok(decision) = &result
+            && !decision.is_allowed()
+        {
+            self.reporter.exceeded(key, decision, now);
         }
-        Ok(decision)
+        result
     }
 
     /// Whether `cost` would be admitted for `key` now, spending nothing.
@@ -190,15 +192,44 @@ impl<C: Clock> MemoryLimiter<C> {
     ) -> Result<Decision, RateLimitError> {
         // One quota for every key: read it directly, without the resolver's dynamic call.
         let quota = match &self.shared {
-            Some(shared) => shared.get(),
+            Some(shared) => match shared.raw() {
+                (limit, period, false) => {
+                    return self.apply_counter(limit, period, key, op, cost, now);
+                }
+                _ => shared.get(),
+            },
             None => match self.resolver.quota(key) {
                 Some(quota) => quota,
                 None => return Ok(Decision::unlimited()),
             },
         };
+        if quota.algorithm() == Algorithm::SlidingWindow {
+            let period = u64::try_from(quota.period().as_nanos()).unwrap_or(u64::MAX);
+            return self.apply_counter(quota.limit(), period, key, op, cost, now);
+        }
         match self.store.apply_at(key, quota.request(op), now) {
             Ok(counts) => Ok(decide(&quota, cost, &counts)),
-            Err(source) => Err(self.fail.error(&quota, source)),
+            Err(source) => Err(self.fail.error(quota.limit(), source)),
+        }
+    }
+
+    /// [`apply`](Self::apply) for a sliding-window counter: the store returns only what the
+    /// decision reads, and the decision is made without a `Quota` or `RateCounts`; the same
+    /// answers as `decide` over `apply_at`.
+    #[inline]
+    fn apply_counter(
+        &self,
+        limit: u64,
+        period_nanos: u64,
+        key: &[u8],
+        op: RateOp,
+        cost: u64,
+        now: UnixTime,
+    ) -> Result<Decision, RateLimitError> {
+        let period = period_nanos.max(1_000);
+        match self.store.apply_counter_at(key, op, limit, period, now) {
+            Ok(seen) => Ok(counter_decision_at(limit, period, cost, now, &seen)),
+            Err(source) => Err(self.fail.error(limit, source)),
         }
     }
 }

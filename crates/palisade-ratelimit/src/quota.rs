@@ -182,6 +182,18 @@ impl SharedQuota {
         self.limit.store(quota.limit, Ordering::Relaxed);
     }
 
+    /// The current limit, period in nanoseconds, and whether the quota is an exact log: the
+    /// quota without building a `Duration`.
+    #[inline]
+    pub(crate) fn raw(&self) -> (u64, u64, bool) {
+        let packed = self.period.load(Ordering::Relaxed);
+        (
+            self.limit.load(Ordering::Relaxed),
+            packed >> 1,
+            packed & 1 == 1,
+        )
+    }
+
     /// The current quota.
     #[inline]
     pub fn get(&self) -> Quota {
