@@ -34,8 +34,9 @@
 
 use core::fmt;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::XChaCha20Poly1305;
@@ -168,6 +169,10 @@ fn nonce_12(nonce: &[u8]) -> Result<[u8; 12], FieldError> {
     nonce.try_into().map_err(|_| FieldError::Authentication)
 }
 
+/// At most this many per-column subkeys are kept expanded per key; past it, new columns derive
+/// their subkey on each call (a table with more encrypted columns than this is unusual).
+const MAX_CACHED_SUBKEYS: usize = 1024;
+
 /// A keyring entry, expanded once.
 struct CipherKey {
     id: KeyId,
@@ -175,6 +180,9 @@ struct CipherKey {
     aes: Prepared,
     xchacha: Prepared,
     kdf: Hkdf<Sha256>,
+    /// Per-column subkeys, expanded once: keyed by algorithm id ‖ the HKDF info's table and
+    /// column part.
+    subkeys: RwLock<HashMap<Box<[u8]>, Arc<Prepared>>>,
     encryptions: AtomicU64,
 }
 
@@ -187,6 +195,7 @@ impl CipherKey {
             aes: Prepared::new(backend, Algorithm::Aes256Gcm, material)?,
             xchacha: Prepared::new(backend, Algorithm::XChaCha20Poly1305, material)?,
             kdf: Hkdf::<Sha256>::new(None, material),
+            subkeys: RwLock::new(HashMap::new()),
             encryptions: AtomicU64::new(0),
         })
     }
@@ -218,20 +227,33 @@ impl CipherKey {
         let clen = u16::try_from(column.len())
             .map_err(|_| too_long())?
             .to_be_bytes();
+        let cache_key = [&[algorithm.id()][..], &tlen, table, &clen, column].concat();
+        let cached = self
+            .subkeys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cache_key.as_slice())
+            .cloned();
+        if let Some(prepared) = cached {
+            return Ok(ValueKey::Derived(prepared));
+        }
         let mut okm = Zeroizing::new([0u8; KEY_LEN]);
         self.kdf
             .expand_multi_info(&[SUBKEY_INFO, &tlen, table, &clen, column], &mut *okm)
             .map_err(|_| FieldError::malformed("subkey derivation failed"))?;
-        Ok(ValueKey::Derived(Box::new(Prepared::new(
-            backend, algorithm, &*okm,
-        )?)))
+        let prepared = Arc::new(Prepared::new(backend, algorithm, &*okm)?);
+        let mut cache = self.subkeys.write().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() < MAX_CACHED_SUBKEYS {
+            cache.insert(cache_key.into_boxed_slice(), prepared.clone());
+        }
+        Ok(ValueKey::Derived(prepared))
     }
 }
 
-/// A prepared key for one value: the key's own, or a freshly derived subkey.
+/// A prepared key for one value: the key's own, or a per-column subkey.
 enum ValueKey<'a> {
     Borrowed(&'a Prepared),
-    Derived(Box<Prepared>),
+    Derived(Arc<Prepared>),
 }
 
 impl core::ops::Deref for ValueKey<'_> {
@@ -290,9 +312,10 @@ impl FieldCipherBuilder<'_> {
     }
 
     /// Seal new values under a subkey derived per table and column with HKDF-SHA256 (recorded
-    /// in the header, so old and new values stay readable). Costs one HKDF-Expand and one key
-    /// expansion per call (roughly a microsecond); it limits what one leaked column key exposes
-    /// and splits the nonce budget per column.
+    /// in the header, so old and new values stay readable). Each column's subkey is derived and
+    /// expanded once and then kept (up to 1,024 columns per key; past that, derived per call at
+    /// roughly a microsecond). It limits what one leaked column key exposes and splits the nonce
+    /// budget per column.
     #[must_use]
     pub fn column_subkeys(mut self, on: bool) -> Self {
         self.column_subkeys = on;
