@@ -6,7 +6,10 @@
 //! - `ratelimit_redis` (when `PALISADE_REDIS_URL` is set): the Redis check, sequential and with
 //!   50 concurrent tasks pipelined on one connection, allowing and denying, 1 key and 100k
 //!   keys, plus a denial answered by the local deny cache. Compare with `redis-benchmark`
-//!   running the same script (the command is in the crate README).
+//!   running the same script (`crates/palisade-ratelimit/scripts/redis-benchmark.sh`). The
+//!   sequential checks run on a current-thread runtime, whose connection task runs on the
+//!   calling thread: like `redis-benchmark -c 1`, one thread waits for each answer (a
+//!   multi-threaded runtime's `block_on` would hand every check to a worker and back).
 
 use core::num::NonZeroU32;
 use core::time::Duration;
@@ -137,10 +140,18 @@ fn redis(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let store = rt
-        .block_on(palisade_ratelimit::redis::RedisRateStore::connect(&url))
-        .expect("redis")
-        .prefix(format!("palisade-bench:{}", std::process::id()));
+    let seq_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let prefix = format!("palisade-bench:{}", std::process::id());
+    let connect = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(palisade_ratelimit::redis::RedisRateStore::connect(&url))
+            .expect("redis")
+            .prefix(prefix.clone())
+    };
+    // Each runtime drives its own connection.
+    let (store, seq_store) = (connect(&rt), connect(&seq_rt));
     let mut group = c.benchmark_group("ratelimit_redis");
     for (keys, label) in [(1u64, "1key"), (MANY, "100k_keys")] {
         for allow in [true, false] {
@@ -154,6 +165,7 @@ fn redis(c: &mut Criterion) {
                 Quota::new(1, Duration::from_secs(60)).expect("quota")
             };
             let limiter = Arc::new(Limiter::new(store.clone(), quota));
+            let sequential = Limiter::new(seq_store.clone(), quota);
             if !allow {
                 // Spend every key's one unit, 50 at a time.
                 rt.block_on(async {
@@ -177,7 +189,9 @@ fn redis(c: &mut Criterion) {
                 b.iter(|| {
                     i = i.wrapping_add(1);
                     let key = key_index(i, keys).to_be_bytes();
-                    rt.block_on(limiter.check(&key, 1)).map(|d| d.is_allowed())
+                    seq_rt
+                        .block_on(sequential.check(&key, 1))
+                        .map(|d| d.is_allowed())
                 })
             });
             group.bench_function(BenchmarkId::new("palisade_50_concurrent", &id), |b| {
@@ -205,13 +219,15 @@ fn redis(c: &mut Criterion) {
                 })
             });
             if !allow && keys == 1 {
-                let cached = Limiter::new(store.clone(), quota).deny_cache(200_000);
+                let cached = Limiter::new(seq_store.clone(), quota).deny_cache(200_000);
                 let mut i = 0u64;
                 group.bench_function(BenchmarkId::new("palisade_deny_cache", &id), |b| {
                     b.iter(|| {
                         i = i.wrapping_add(1);
                         let key = key_index(i, keys).to_be_bytes();
-                        rt.block_on(cached.check(&key, 1)).map(|d| d.is_allowed())
+                        seq_rt
+                            .block_on(cached.check(&key, 1))
+                            .map(|d| d.is_allowed())
                     })
                 });
             }

@@ -218,6 +218,10 @@ impl<S: RateStore> Limiter<S> {
             }
         }
         let decision = self.apply(key, &quota, RateOp::Acquire(cost), cost).await?;
+        if decision.is_allowed() {
+            return Ok(decision);
+        }
+        // Only a denial reads the local clock (for the deny cache and the audit event).
         let now = self.clock.now();
         Ok(self.finish(decision, key, now, true))
     }

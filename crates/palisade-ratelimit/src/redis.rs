@@ -42,6 +42,8 @@ if kind == 'c' then
   local start = now - (now % period)
   local s = redis.call('HMGET', key, 's', 'c', 'p', 'w')
   local ws, cur, prev = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  local same = ws == start and tonumber(s[4]) == period
+  local cur0, prev0 = cur, prev
   if ws == nil or tonumber(s[4]) ~= period then
     cur, prev = 0, 0
   elseif ws == start then
@@ -65,7 +67,9 @@ if kind == 'c' then
   elseif op == 'r' then
     cur = math.max(cur - cost, 0)
   end
-  if op ~= 'p' and (cur > 0 or prev > 0 or ws ~= nil) then
+  -- Written only when something changed: a denial in the same window writes nothing, and the
+  -- key keeps the TTL of its last write (which depends only on the window start).
+  if op ~= 'p' and not (same and cur == cur0 and prev == prev0) and (cur > 0 or prev > 0 or ws ~= nil) then
     redis.call('HSET', key, 's', f(start), 'c', f(cur), 'p', f(prev), 'w', f(period))
     redis.call('PEXPIRE', key, math.ceil((start + 2 * period - now) / 1000) + 1)
   end

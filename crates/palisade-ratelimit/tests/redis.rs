@@ -40,14 +40,24 @@ fn unique_prefix(what: &str) -> String {
     format!("palisade-test:{what}:{}:{nanos}", std::process::id())
 }
 
+/// A store on `url` under a fresh prefix naming `what`.
+async fn store(url: &str, what: &str) -> RedisRateStore {
+    RedisRateStore::connect(url)
+        .await
+        .unwrap()
+        .prefix(unique_prefix(what))
+}
+
+/// Runs `cmd`, expecting an integer.
+async fn int(conn: &mut redis::aio::MultiplexedConnection, cmd: &redis::Cmd) -> i64 {
+    cmd.query_async(conn).await.unwrap()
+}
+
 #[test]
 fn redis_store_passes_conformance() {
     let Some(url) = shared_url() else { return };
     runtime().block_on(async {
-        let store = RedisRateStore::connect(&url)
-            .await
-            .unwrap()
-            .prefix(unique_prefix("conformance"));
+        let store = store(&url, "conformance").await;
         conformance::rate_store(&store).await;
     });
 }
@@ -164,6 +174,37 @@ fn keys_get_ttls() {
                 .await
                 .unwrap();
         }
+    });
+}
+
+#[test]
+fn a_denial_in_the_same_window_writes_nothing() {
+    let Some(url) = shared_url() else { return };
+    runtime().block_on(async {
+        let store = store(&url, "deny-write").await;
+        // A day-long window, so the checks below share it (unless they straddle midnight UTC).
+        let day = Quota::new(1, core::time::Duration::from_secs(86_400)).unwrap();
+        let limiter = Limiter::new(store.clone(), day);
+        assert!(limiter.check(b"k", 1).await.unwrap().is_allowed());
+        let key = store.redis_key(b"k", palisade_core::rate::WindowKind::Counter);
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // A TTL no write of the script would set: a denial that wrote would replace it.
+        let marker: i64 = 10 * 86_400_000;
+        int(&mut conn, redis::cmd("PEXPIRE").arg(&key).arg(marker)).await;
+        for _ in 0..3 {
+            assert!(!limiter.check(b"k", 1).await.unwrap().is_allowed());
+        }
+        let ttl = int(&mut conn, redis::cmd("PTTL").arg(&key)).await;
+        assert!(ttl > 2 * 86_400_000, "a denial rewrote the key: {ttl}");
+        let current = int(&mut conn, redis::cmd("HGET").arg(&key).arg("c")).await;
+        assert_eq!(current, 1, "the denials added nothing");
+        // A refund still writes.
+        assert!(limiter.refund(b"k", 1).await.unwrap().is_allowed());
+        let ttl = int(&mut conn, redis::cmd("PTTL").arg(&key)).await;
+        assert!(ttl > 0 && ttl <= 2 * 86_400_000 + 1, "{ttl}");
+        assert!(limiter.check(b"k", 1).await.unwrap().is_allowed());
+        int(&mut conn, redis::cmd("DEL").arg(&key)).await;
     });
 }
 
