@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::AuditError;
 use crate::checkpoint::Checkpoint;
-use crate::format::{not_canonical, write_canonical_json};
+use crate::format::{not_canonical, push_decimal, write_canonical_json};
 
 /// The domain tag hashed in front of every record (followed by one zero byte).
 pub const DOMAIN_TAG: &[u8] = b"palisade-audit/chain/v1\0";
@@ -215,19 +215,7 @@ fn write_line(seq: u64, prev: &ChainHash, hash: &ChainHash, event: &[u8], out: &
 /// `{"seq":<seq>,"prev":"<prev hex>","hash":"`: the part of a record line before its hash.
 fn write_line_head(seq: u64, prev: &ChainHash, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"seq\":");
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = seq;
-    for d in digits.iter_mut().rev() {
-        // u64 has at most 20 decimal digits, so the loop ends by `n == 0` in time.
-        *d = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        at = at.saturating_sub(1);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or(&[]));
+    push_decimal(seq, out);
     out.extend_from_slice(b",\"prev\":\"");
     out.extend_from_slice(&hash_hex(prev));
     out.extend_from_slice(b"\",\"hash\":\"");

@@ -3,7 +3,8 @@
 //! [`JsonlSink::record`] redacts nothing and writes nothing on the caller's thread: it queues
 //! the event (bounded, see [`Overflow`]) and returns. A background thread takes everything
 //! queued as one batch, redacts each event, chains it ([`Chainer`]), appends the record lines to
-//! the current file with one `write`, and then applies the durability policy.
+//! the current file (one `write` per 128 KiB, while the lines are still in the CPU cache), and
+//! then applies the durability policy.
 //!
 //! # Files
 //! In the configured directory, `<prefix>-<first sequence number, 20 digits>.jsonl`, one
@@ -314,8 +315,36 @@ impl Writer {
         })
     }
 
-    fn write_all_or_rollback(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let result = self.file.write_all(buf).and_then(|()| {
+    /// Writes the not yet written tail of `seg` to the file without syncing, while it is
+    /// still in the CPU cache. On an error the file is cut back to before the segment and the
+    /// whole segment is left to [`Writer::finish_segment`] and its retries.
+    fn stream(&mut self, seg: &mut Segment) {
+        if seg.start.is_none() {
+            if self.rotate_if_full(seg.first).is_err() {
+                return;
+            }
+            seg.start = Some(self.len);
+        }
+        let part = seg.buf.get(seg.written..).unwrap_or(&[]);
+        match self.file.write_all(part) {
+            Ok(()) => {
+                self.len = self.len.saturating_add(part.len() as u64);
+                seg.written = seg.buf.len();
+                self.dirty = true;
+            }
+            Err(_) => self.unwind(seg),
+        }
+    }
+
+    /// Writes the rest of `seg` and applies the durability policy. On an error the file is cut
+    /// back to before the segment, so a retry writes the whole segment once.
+    fn finish_segment(&mut self, seg: &mut Segment) -> std::io::Result<()> {
+        if seg.start.is_none() {
+            self.rotate_if_full(seg.first)?;
+            seg.start = Some(self.len);
+        }
+        let part = seg.buf.get(seg.written..).unwrap_or(&[]);
+        let result = self.file.write_all(part).and_then(|()| {
             if self.config.durability == Durability::FsyncPerBatch {
                 self.file.sync_data()
             } else {
@@ -323,14 +352,25 @@ impl Writer {
             }
         });
         if let Err(e) = result {
-            // Cut any partial write so the retry does not duplicate it.
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::End(0));
+            self.unwind(seg);
             return Err(e);
         }
-        self.len = self.len.saturating_add(buf.len() as u64);
+        self.len = self.len.saturating_add(part.len() as u64);
         self.dirty = self.config.durability != Durability::FsyncPerBatch;
+        seg.start = None;
+        seg.written = 0;
+        seg.buf.clear();
         Ok(())
+    }
+
+    /// Cuts any part of `seg` already written, so that nothing is written twice.
+    fn unwind(&mut self, seg: &mut Segment) {
+        if let Some(start) = seg.start.take() {
+            let _ = self.file.set_len(start);
+            let _ = self.file.seek(SeekFrom::End(0));
+            self.len = start;
+        }
+        seg.written = 0;
     }
 
     fn after_batch(&mut self, n: u64) -> std::io::Result<()> {
@@ -401,58 +441,75 @@ fn new_file(config: &JsonlConfig, first_seq: u64) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// Bytes of record lines handed to `write` at a time while a batch is serialized: small
+/// enough that they are still in the CPU cache when the kernel copies them.
+const STREAM_BYTES: usize = 128 << 10;
+
+/// The record lines of one batch that go to one file.
+struct Segment {
+    /// The sequence number of the first record.
+    first: u64,
+    buf: Vec<u8>,
+    /// The file's length before the first byte of this segment was written, once it was.
+    start: Option<u64>,
+    /// How much of `buf` is written.
+    written: usize,
+}
+
+/// Writes the rest of `seg`, retrying with backoff; `false` if the writer gives up (the file
+/// stays unwritable at shutdown).
+fn finish_with_retries(w: &mut Writer, queue: &Queue<AuditEvent>, seg: &mut Segment) -> bool {
+    let mut attempt = 0u32;
+    while let Err(e) = w.finish_segment(seg) {
+        queue.fail(format!("writing audit file: {e}"));
+        attempt = attempt.saturating_add(1);
+        if queue.is_closed() && attempt > 50 {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
+    }
+    true
+}
+
 fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
     let mut batch = Vec::with_capacity(w.config.batch_max);
-    // A batch becomes one segment per file it lands in: (first sequence number, lines).
-    let mut segments: Vec<(u64, Vec<u8>)> = Vec::new();
-    // Line buffers are kept from batch to batch: no large allocation per batch.
-    let mut spare: Vec<Vec<u8>> = Vec::new();
+    // The line buffer is kept from batch to batch: no large allocation per batch.
+    let mut seg = Segment {
+        first: w.chainer.size(),
+        buf: Vec::with_capacity(1 << 16),
+        start: None,
+        written: 0,
+    };
     loop {
         let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
         if !batch.is_empty() {
             let n = batch.len();
-            spare.extend(segments.drain(..).map(|(_, mut buf)| {
-                buf.clear();
-                buf
-            }));
             let mut projected = w.len;
-            let mut current: Option<(u64, Vec<u8>)> = None;
             for mut event in batch.drain(..) {
                 w.config.redactor.redact(&mut event);
-                let (first, buf) = current.get_or_insert_with(|| {
-                    let buf = spare.pop().unwrap_or_else(|| Vec::with_capacity(1 << 16));
-                    (w.chainer.size(), buf)
-                });
-                let before = buf.len();
-                match w.chainer.push_line(&event, buf) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        queue.fail(e.to_string());
-                        continue;
-                    }
+                if seg.buf.is_empty() {
+                    seg.first = w.chainer.size();
                 }
-                projected = projected.saturating_add((buf.len() - before) as u64);
+                let before = seg.buf.len();
+                if let Err(e) = w.chainer.push_line(&event, &mut seg.buf) {
+                    queue.fail(e.to_string());
+                    continue;
+                }
+                projected = projected.saturating_add((seg.buf.len() - before) as u64);
                 if projected >= w.config.max_file_bytes {
-                    let _ = first;
-                    segments.extend(current.take());
-                    projected = 0;
-                }
-            }
-            segments.extend(current.take());
-            for (first_seq, buf) in &segments {
-                let mut attempt = 0u32;
-                while let Err(e) = w
-                    .rotate_if_full(*first_seq)
-                    .and_then(|()| w.write_all_or_rollback(buf))
-                {
-                    queue.fail(format!("writing audit file: {e}"));
-                    attempt = attempt.saturating_add(1);
-                    if queue.is_closed() && attempt > 50 {
+                    // The file is full after this record: the next one starts a new file.
+                    if !finish_with_retries(&mut w, queue, &mut seg) {
                         tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
+                    projected = 0;
+                } else if seg.buf.len() - seg.written >= STREAM_BYTES {
+                    w.stream(&mut seg);
                 }
+            }
+            if !seg.buf.is_empty() && !finish_with_retries(&mut w, queue, &mut seg) {
+                tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
+                return;
             }
             if let Err(e) = w.after_batch(n as u64) {
                 queue.fail(format!("checkpointing: {e}"));

@@ -68,13 +68,13 @@ pub fn write_canonical_json(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(),
     // the common string that needs no escape.
     use std::io::Write as _;
     out.reserve(512);
-    write!(
-        out,
-        "{{\"schema_version\":{},\"id\":\"",
-        event.schema_version
-    )?;
-    write!(out, "{}\",\"timestamp\":", event.id)?;
-    write!(out, "{},\"action\":", event.timestamp.as_nanos())?;
+    out.extend_from_slice(b"{\"schema_version\":");
+    push_decimal(u64::from(event.schema_version), out);
+    out.extend_from_slice(b",\"id\":\"");
+    write!(out, "{}", event.id)?;
+    out.extend_from_slice(b"\",\"timestamp\":");
+    push_decimal(event.timestamp.as_nanos(), out);
+    out.extend_from_slice(b",\"action\":");
     write_json_str(event.action.as_str(), out)?;
     out.extend_from_slice(b",\"severity\":\"");
     out.extend_from_slice(severity_name(event.severity).as_bytes());
@@ -84,6 +84,25 @@ pub fn write_canonical_json(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(),
     // An address's text (at most 45 bytes) on the stack; it never needs escaping.
     let mut ip_buf = [0u8; 64];
     let ip = match event.ip_address {
+        Some(std::net::IpAddr::V4(v4)) => {
+            // The common case without `core::fmt`: four decimal octets.
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0
+                    && let Some(dot) = ip_buf.get_mut(len)
+                {
+                    *dot = b'.';
+                    len += 1;
+                }
+                let (digits, at) = decimal(u64::from(octet));
+                let text = digits.get(at..).unwrap_or(&[]);
+                if let Some(slot) = ip_buf.get_mut(len..len.saturating_add(text.len())) {
+                    slot.copy_from_slice(text);
+                    len += text.len();
+                }
+            }
+            ip_buf.get(..len).and_then(|b| std::str::from_utf8(b).ok())
+        }
         Some(ip) => {
             let mut cursor = std::io::Cursor::new(&mut ip_buf[..]);
             write!(cursor, "{ip}")?;
@@ -116,6 +135,28 @@ pub fn write_canonical_json(event: &AuditEvent, out: &mut Vec<u8>) -> Result<(),
     }
     out.extend_from_slice(b"}}");
     Ok(())
+}
+
+/// The decimal digits of `n`: a buffer and where in it the digits start.
+pub(crate) fn decimal(mut n: u64) -> ([u8; 20], usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    for d in digits.iter_mut().rev() {
+        // u64 has at most 20 decimal digits, so the loop ends by `n == 0` in time.
+        *d = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        at = at.saturating_sub(1);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    (digits, at)
+}
+
+/// Appends the decimal text of `n` (what `Display` writes).
+pub(crate) fn push_decimal(n: u64, out: &mut Vec<u8>) {
+    let (digits, at) = decimal(n);
+    out.extend_from_slice(digits.get(at..).unwrap_or(&[]));
 }
 
 /// `,"name":"value"` or `,"name":null`.
@@ -243,6 +284,13 @@ mod tests {
         .meta("a", "plain");
         let plain = AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(1))
             .ip("203.0.113.9".parse().unwrap());
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.1", "::ffff:1.2.3.4"] {
+            let e = plain.clone().ip(ip.parse().unwrap());
+            assert_eq!(
+                to_canonical_json(&e).unwrap(),
+                serde_json::to_vec(&e).unwrap()
+            );
+        }
         for sev in [
             Severity::Informational,
             Severity::Low,
