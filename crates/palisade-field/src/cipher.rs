@@ -464,21 +464,20 @@ impl FieldCipher {
             return Err(FieldError::LimitReached { id: key.id.clone() });
         }
         let algorithm = self.algorithm;
-        let (mut header, bound_len, header_len) =
-            envelope::new_header(algorithm, self.column_subkeys, key.id.as_bytes())
-                .ok_or_else(|| FieldError::malformed("bad key id"))?;
-        let header = header
-            .get_mut(..header_len)
-            .ok_or_else(|| FieldError::malformed("bad header"))?;
-        self.rng
-            .fill(header.get_mut(bound_len..).unwrap_or_default())?;
-        let header = &*header;
-        let (bound, nonce) = header.split_at(bound_len);
+        let id = key.id.as_bytes();
+        let bound_len = 3 + id.len();
+        let header_len = bound_len + algorithm.nonce_len();
         let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
-        out.extend_from_slice(header);
+        envelope::write_bound_header(&mut out, algorithm, self.column_subkeys, id);
+        out.resize(header_len, 0);
+        self.rng
+            .fill(out.get_mut(bound_len..).unwrap_or_default())?;
         out.extend_from_slice(plaintext);
         let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
-        let body = out.get_mut(header_len..).unwrap_or_default();
+        let (header, body) = out
+            .split_at_mut_checked(header_len)
+            .ok_or_else(|| FieldError::malformed("bad header"))?;
+        let (bound, nonce) = header.split_at(bound_len);
         let tag = with_aad(bound, ctx, |aad| prepared.seal(nonce, aad, body))??;
         out.extend_from_slice(&tag);
         Ok(out)

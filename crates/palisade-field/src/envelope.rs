@@ -215,30 +215,23 @@ impl<'a> Header<'a> {
     }
 }
 
-/// The longest header: a 32-byte key id and a 24-byte nonce.
-pub(crate) const MAX_HEADER_LEN: usize = 3 + palisade_core::keyring::MAX_KEY_ID_LEN + 24;
-
-/// A header on the stack: version, algorithm and key id written, the nonce's bytes zero for the
-/// caller to fill. Returns the buffer, the length of the part bound as associated data (where the
-/// nonce starts) and the whole header's length, or `None` for a key id longer than 32 bytes.
-pub(crate) fn new_header(
+/// Writes the part of a header bound as associated data (version, algorithm, key id) into
+/// `out`; the nonce follows it.
+pub(crate) fn write_bound_header(
+    out: &mut Vec<u8>,
     algorithm: Algorithm,
     column_subkey: bool,
     key_id: &[u8],
-) -> Option<([u8; MAX_HEADER_LEN], usize, usize)> {
+) {
     let alg = if column_subkey {
         algorithm.id() | SUBKEY_FLAG
     } else {
         algorithm.id()
     };
-    let id_len = u8::try_from(key_id.len()).ok()?;
-    let bound_len = 3 + key_id.len();
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let (fixed, rest) = header.split_first_chunk_mut::<3>()?;
-    *fixed = [VERSION, alg, id_len];
-    rest.get_mut(..key_id.len())?.copy_from_slice(key_id);
-    let header_len = bound_len + algorithm.nonce_len();
-    (header_len <= MAX_HEADER_LEN).then_some((header, bound_len, header_len))
+    // Key ids are 1..=32 bytes (checked when the cipher is built), so this never saturates.
+    let id_len = u8::try_from(key_id.len()).unwrap_or(u8::MAX);
+    out.extend_from_slice(&[VERSION, alg, id_len]);
+    out.extend_from_slice(key_id);
 }
 
 /// Whether `value` is in the text form (starts with [`TEXT_PREFIX`]). One comparison; it does
@@ -319,9 +312,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Vec<u8> {
-        let (mut header, bound, len) = new_header(Algorithm::Aes256Gcm, false, b"k1").unwrap();
-        header[bound..len].fill(7);
-        let mut v = header[..len].to_vec();
+        let mut v = Vec::new();
+        write_bound_header(&mut v, Algorithm::Aes256Gcm, false, b"k1");
+        v.extend_from_slice(&[7u8; 12]);
         v.extend_from_slice(&[0u8; 20]);
         v
     }
