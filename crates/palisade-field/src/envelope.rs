@@ -112,24 +112,23 @@ impl<'a> Header<'a> {
     /// [`FieldError::Malformed`] for a wrong version, an unknown algorithm, a bad key id, or a
     /// value too short to hold a nonce and a tag.
     pub fn parse(raw: &'a [u8]) -> Result<Self, FieldError> {
-        let header = Self::parse_prefix(raw)?;
-        if raw.len() < header.header_len + TAG_LEN {
-            return Err(FieldError::malformed("truncated ciphertext"));
-        }
-        Ok(header)
+        Self::parse_sealed(raw)?.with_valid_key_id()
     }
 
     /// Parses only the header, without requiring the sealed data after it.
     pub(crate) fn parse_prefix(raw: &'a [u8]) -> Result<Self, FieldError> {
-        let header = Self::parse_layout(raw)?;
-        if !header
+        Self::parse_layout(raw)?.with_valid_key_id()
+    }
+
+    fn with_valid_key_id(self) -> Result<Self, FieldError> {
+        if !self
             .key_id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         {
             return Err(FieldError::malformed("bad key id"));
         }
-        Ok(header)
+        Ok(self)
     }
 
     /// Parses the fields and lengths of a header, and that a full tag follows it, without

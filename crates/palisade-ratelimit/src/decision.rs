@@ -65,19 +65,14 @@ impl Decision {
         }
     }
 
-    /// [`Decision::denied`] from nanoseconds: the same decision, with the raising done on
-    /// integers.
+    /// [`Decision::denied`] from nanoseconds.
     #[inline]
     fn denied_nanos(limit: u64, reset: u64, retry_after: u64) -> Self {
-        let retry_after = retry_after.max(1_000);
-        Self {
-            allowed: false,
-            shadow_denied: false,
+        Self::denied(
             limit,
-            remaining: 0,
-            reset: Duration::from_nanos(reset.max(retry_after)),
-            retry_after: Duration::from_nanos(retry_after),
-        }
+            Duration::from_nanos(reset),
+            Duration::from_nanos(retry_after),
+        )
     }
 
     /// An admission for a key that has no quota (allowlisted, or its resolver said none).
