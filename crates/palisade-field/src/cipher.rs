@@ -49,8 +49,11 @@ use ring::aead as ra;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use crate::context::{ByteOut, Writer};
 use crate::context::{Context, RowId};
-use crate::envelope::{self, Algorithm, Header, MAX_FIELD_KEY_ID_LEN, TAG_LEN};
+use crate::envelope::{
+    self, Algorithm, BOUND_BLOCK, BoundHeader, Header, MAX_FIELD_KEY_ID_LEN, MAX_NONCE_LEN, TAG_LEN,
+};
 use crate::error::FieldError;
 
 /// The NIST SP 800-38D bound on random-nonce AES-GCM encryptions under one key: 2^32.
@@ -129,45 +132,48 @@ impl Prepared {
         Ok(tag)
     }
 
-    /// Opens `buf` (sealed data then tag) in place; returns the plaintext length.
-    fn open(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<usize, FieldError> {
-        let data_len = buf
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(FieldError::Authentication)?;
-        match self {
+    /// Opens `data` in place against `tag`.
+    fn open(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        data: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), FieldError> {
+        let opened = match self {
             Self::Ring(key) => {
                 let nonce = ra::Nonce::try_assume_unique_for_key(nonce)
                     .map_err(|_| FieldError::Authentication)?;
-                key.open_in_place(nonce, ra::Aad::from(aad), buf)
-                    .map(|p| p.len())
-                    .map_err(|_| FieldError::Authentication)
+                key.open_in_place_separate_tag(
+                    nonce,
+                    ra::Aad::from(aad),
+                    ra::Tag::from(*tag),
+                    data,
+                    0..,
+                )
+                .map(|_| ())
+                .map_err(|_| ())
             }
-            Self::RustCrypto(key) => {
-                let nonce = nonce_12(nonce)?;
-                let (data, tag) = buf.split_at_mut(data_len);
-                let tag: [u8; TAG_LEN] =
-                    (&*tag).try_into().map_err(|_| FieldError::Authentication)?;
-                key.decrypt_in_place_detached(&nonce.into(), aad, data, &tag.into())
-                    .map(|()| data_len)
-                    .map_err(|_| FieldError::Authentication)
-            }
+            Self::RustCrypto(key) => key
+                .decrypt_in_place_detached(&nonce_12(nonce)?.into(), aad, data, tag.into())
+                .map_err(|_| ()),
             Self::XChaCha(key) => {
                 let nonce: [u8; 24] = nonce.try_into().map_err(|_| FieldError::Authentication)?;
-                let (data, tag) = buf.split_at_mut(data_len);
-                let tag: [u8; TAG_LEN] =
-                    (&*tag).try_into().map_err(|_| FieldError::Authentication)?;
-                key.decrypt_in_place_detached(&nonce.into(), aad, data, &tag.into())
-                    .map(|()| data_len)
-                    .map_err(|_| FieldError::Authentication)
+                key.decrypt_in_place_detached(&nonce.into(), aad, data, tag.into())
+                    .map_err(|_| ())
             }
-        }
+        };
+        opened.map_err(|()| FieldError::Authentication)
     }
 }
 
 fn nonce_12(nonce: &[u8]) -> Result<[u8; 12], FieldError> {
     nonce.try_into().map_err(|_| FieldError::Authentication)
 }
+
+/// Associated data up to this long is built on the stack when decrypting: the longest bound
+/// header (19 bytes) and a context with 30-character names and a UUID row id fit.
+const AAD_STACK: usize = 128;
 
 /// At most this many per-column subkeys are kept expanded per key; past it, new columns derive
 /// their subkey on each call (a table with more encrypted columns than this is unusual).
@@ -184,10 +190,12 @@ struct CipherKey {
     /// column part.
     subkeys: RwLock<HashMap<Box<[u8]>, Arc<Prepared>>>,
     encryptions: AtomicU64,
+    /// The bound header this cipher writes with this key.
+    bound: BoundHeader,
 }
 
 impl CipherKey {
-    fn new(key: &Key, backend: Backend) -> Result<Self, FieldError> {
+    fn new(key: &Key, backend: Backend, bound: BoundHeader) -> Result<Self, FieldError> {
         let material = key.material().expose_secret();
         Ok(Self {
             id: key.id().clone(),
@@ -197,9 +205,11 @@ impl CipherKey {
             kdf: Hkdf::<Sha256>::new(None, material),
             subkeys: RwLock::new(HashMap::new()),
             encryptions: AtomicU64::new(0),
+            bound,
         })
     }
 
+    #[inline]
     fn prepared(&self, algorithm: Algorithm) -> &Prepared {
         match algorithm {
             Algorithm::Aes256Gcm => &self.aes,
@@ -208,6 +218,7 @@ impl CipherKey {
     }
 
     /// The key for this value: the key itself, or its per-column subkey.
+    #[inline]
     fn for_value(
         &self,
         backend: Backend,
@@ -215,9 +226,20 @@ impl CipherKey {
         subkey: bool,
         ctx: &Context<'_>,
     ) -> Result<ValueKey<'_>, FieldError> {
-        if !subkey {
-            return Ok(ValueKey::Borrowed(self.prepared(algorithm)));
+        if subkey {
+            self.subkey(backend, algorithm, ctx).map(ValueKey::Derived)
+        } else {
+            Ok(ValueKey::Borrowed(self.prepared(algorithm)))
         }
+    }
+
+    /// The per-column subkey for `ctx`'s table and column, from the cache or derived.
+    fn subkey(
+        &self,
+        backend: Backend,
+        algorithm: Algorithm,
+        ctx: &Context<'_>,
+    ) -> Result<Arc<Prepared>, FieldError> {
         let table = ctx.table_name().as_bytes();
         let column = ctx.column_name().as_bytes();
         let too_long = || FieldError::malformed("a context part is longer than 65535 bytes");
@@ -235,7 +257,7 @@ impl CipherKey {
             .get(cache_key.as_slice())
             .cloned();
         if let Some(prepared) = cached {
-            return Ok(ValueKey::Derived(prepared));
+            return Ok(prepared);
         }
         let mut okm = Zeroizing::new([0u8; KEY_LEN]);
         self.kdf
@@ -246,7 +268,7 @@ impl CipherKey {
         if cache.len() < MAX_CACHED_SUBKEYS {
             cache.insert(cache_key.into_boxed_slice(), prepared.clone());
         }
-        Ok(ValueKey::Derived(prepared))
+        Ok(prepared)
     }
 }
 
@@ -356,15 +378,14 @@ impl FieldCipherBuilder<'_> {
         let mut keys = Vec::new();
         let mut active = 0;
         for key in self.keyring.keys() {
-            if key.id().as_bytes().len() > MAX_FIELD_KEY_ID_LEN {
-                return Err(FieldError::malformed(
-                    "field key ids may be at most 16 bytes long",
-                ));
-            }
+            let bound = BoundHeader::new(self.algorithm, self.column_subkeys, key.id().as_bytes())
+                .ok_or_else(|| {
+                    FieldError::malformed("field key ids may be at most 16 bytes long")
+                })?;
             if *key.id() == active_id {
                 active = keys.len();
             }
-            keys.push(CipherKey::new(key, self.backend)?);
+            keys.push(CipherKey::new(key, self.backend, bound)?);
         }
         Ok(FieldCipher {
             keys,
@@ -457,29 +478,42 @@ impl FieldCipher {
     /// [`FieldError::LimitReached`], [`FieldError::Random`], [`FieldError::Malformed`] for a
     /// context part over 65 535 bytes.
     pub fn encrypt(&self, plaintext: &[u8], ctx: &Context<'_>) -> Result<Vec<u8>, FieldError> {
+        ctx.check()?;
         let key = self.active_key();
+        let algorithm = self.algorithm;
+        let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
         let n = key.encryptions.fetch_add(1, Ordering::Relaxed);
         if self.limit.is_some_and(|limit| n >= limit) {
             key.encryptions.fetch_sub(1, Ordering::Relaxed);
             return Err(FieldError::LimitReached { id: key.id.clone() });
         }
-        let algorithm = self.algorithm;
-        let id = key.id.as_bytes();
-        let bound_len = 3 + id.len();
-        let header_len = bound_len + algorithm.nonce_len();
-        let mut out = Vec::with_capacity(header_len + plaintext.len() + TAG_LEN);
-        envelope::write_bound_header(&mut out, algorithm, self.column_subkeys, id);
-        out.resize(header_len, 0);
+        let bound_len = key.bound.len();
+        let nonce_len = algorithm.nonce_len();
+        let header_len = bound_len + nonce_len;
+        let sealed_len = header_len + plaintext.len() + TAG_LEN;
+        let mut nonce = [0u8; MAX_NONCE_LEN];
         self.rng
-            .fill(out.get_mut(bound_len..).unwrap_or_default())?;
+            .fill(nonce.get_mut(..nonce_len).unwrap_or_default())?;
+        // The associated data is built in the output's spare room past the tag and cut off at
+        // the end: no second buffer. Fixed-size blocks are appended and then cut to length
+        // (`append_block`), which is cheaper than a variable-length copy; the capacity has
+        // room for the slack.
+        let mut out = Vec::with_capacity(sealed_len + 2 * BOUND_BLOCK + ctx.encoded_len());
+        key.bound.append_to(&mut out);
+        envelope::append_block(&mut out, &nonce, nonce_len);
         out.extend_from_slice(plaintext);
-        let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
-        let (header, body) = out
-            .split_at_mut_checked(header_len)
-            .ok_or_else(|| FieldError::malformed("bad header"))?;
-        let (bound, nonce) = header.split_at(bound_len);
-        let tag = with_aad(bound, ctx, |aad| prepared.seal(nonce, aad, body))??;
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(&[0u8; TAG_LEN]);
+        key.bound.append_to(&mut out);
+        ctx.append_to(&mut out);
+        let malformed = || FieldError::malformed("bad header");
+        let (header, rest) = out.split_at_mut_checked(header_len).ok_or_else(malformed)?;
+        let (sealed, aad) = rest
+            .split_at_mut_checked(plaintext.len() + TAG_LEN)
+            .ok_or_else(malformed)?;
+        let (body, tag) = sealed.split_at_mut(plaintext.len());
+        let nonce = header.get(bound_len..).unwrap_or_default();
+        tag.copy_from_slice(&prepared.seal(nonce, aad, body)?);
+        out.truncate(sealed_len);
         Ok(out)
     }
 
@@ -524,6 +558,7 @@ impl FieldCipher {
     }
 
     fn open(&self, stored: &[u8], ctx: &Context<'_>) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+        ctx.check()?;
         let raw = envelope::to_raw(stored)?;
         let header = Header::parse_sealed(&raw)?;
         let key = self.key_for(header.key_id_bytes())?;
@@ -533,15 +568,32 @@ impl FieldCipher {
             header.column_subkey(),
             ctx,
         )?;
-        let (head, body) = raw
+        let (_, body) = raw
             .split_at_checked(header.len())
             .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
-        let bound = head.get(..header.bound_len()).unwrap_or_default();
-        let mut buf = Zeroizing::new(body.to_vec());
-        let len = with_aad(bound, ctx, |aad| {
-            prepared.open(header.nonce(), aad, &mut buf)
-        })??;
-        buf.truncate(len);
+        let (data, tag) = body
+            .split_last_chunk::<TAG_LEN>()
+            .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
+        // A sealed value is never shorter than `BOUND_BLOCK`.
+        let bound = raw
+            .first_chunk::<BOUND_BLOCK>()
+            .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
+        // The plaintext buffer holds just the sealed data, not the tag, so that zeroizing it on
+        // drop (byte by byte, over its whole capacity) costs no more than it must; the
+        // associated data is built on the stack when it fits.
+        let mut buf = Zeroizing::new(data.to_vec());
+        let mut stack = [0u8; AAD_STACK];
+        let bound = bound.get(..header.bound_len()).unwrap_or_default();
+        let mut w = Writer::new(&mut stack);
+        write_aad(&mut w, bound, ctx);
+        match w.written() {
+            Some(aad) => prepared.open(header.nonce(), aad, &mut buf, tag)?,
+            None => {
+                let mut aad = Vec::with_capacity(bound.len() + ctx.encoded_len());
+                write_aad(&mut aad, bound, ctx);
+                prepared.open(header.nonce(), &aad, &mut buf, tag)?;
+            }
+        }
         Ok(buf)
     }
 
@@ -676,35 +728,11 @@ fn header_prefix(stored: &[u8]) -> Result<Cow<'_, [u8]>, FieldError> {
     }
 }
 
-/// Runs `f` on the associated data, `bound` (the header up to the key id) ‖ encoded context, on
-/// the stack when it fits.
+/// Writes the associated data: `bound` (the header up to the key id), then the encoded context.
 #[inline]
-fn with_aad<R>(
-    bound: &[u8],
-    ctx: &Context<'_>,
-    f: impl FnOnce(&[u8]) -> R,
-) -> Result<R, FieldError> {
-    // The longest bound header (19 bytes with a 16-byte id) plus a context with names of 30
-    // characters and a UUID row id; longer ones take a heap buffer.
-    const STACK: usize = 128;
-    let len = bound.len() + ctx.encoded_len();
-    if len <= STACK {
-        ctx.check()?;
-        let mut buf = [0u8; STACK];
-        let mut w = crate::context::Writer::new(&mut buf);
-        w.put(bound);
-        ctx.encode_to(&mut w);
-        if w.overflowed() {
-            return Err(FieldError::malformed("context encoding overflow"));
-        }
-        let n = w.position();
-        Ok(f(buf.get(..n).unwrap_or_default()))
-    } else {
-        let mut buf = Vec::with_capacity(len);
-        buf.extend_from_slice(bound);
-        ctx.encode_into(&mut buf)?;
-        Ok(f(&buf))
-    }
+fn write_aad(out: &mut impl ByteOut, bound: &[u8], ctx: &Context<'_>) {
+    out.put(bound);
+    ctx.append_to(out);
 }
 
 /// A new random 32-byte field key in the keyring text form `id:state:base64`, drawn from the

@@ -162,36 +162,36 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
-    /// Appends the canonical encoding to `out`.
+    /// Appends the canonical encoding to `out`, reserving room for all of it first.
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), FieldError> {
         self.check()?;
-        let start = out.len();
-        out.resize(start + self.encoded_len(), 0);
-        let mut w = Writer::new(out.get_mut(start..).unwrap_or_default());
-        self.encode_to(&mut w);
+        out.reserve(self.encoded_len());
+        self.append_to(out);
         Ok(())
     }
 
-    /// Writes the canonical encoding through `w`. Call [`Context::check`] first: a part over
-    /// 65 535 bytes would get a wrong prefix.
-    pub(crate) fn encode_to(&self, w: &mut Writer<'_>) {
-        w.part(self.table.as_bytes());
-        w.part(self.column.as_bytes());
+    /// Writes the canonical encoding to `out`. Call [`Context::check`] first (a part over
+    /// 65 535 bytes would get a wrong prefix).
+    pub(crate) fn append_to(&self, out: &mut impl ByteOut) {
+        part(out, self.table.as_bytes());
+        part(out, self.column.as_bytes());
         match self.row {
             RowId::Int(id) => {
-                w.byte(0x01);
-                w.put(&id.to_be_bytes());
+                let mut row = [0x01; 9];
+                let [_, be @ ..] = &mut row;
+                *be = id.to_be_bytes();
+                out.put(&row);
             }
             RowId::Bytes(b) => {
-                w.byte(0x02);
-                w.part(b);
+                out.byte(0x02);
+                part(out, b);
             }
         }
         match self.tenant {
-            None => w.byte(0x00),
+            None => out.byte(0x00),
             Some(t) => {
-                w.byte(0x01);
-                w.part(t.as_bytes());
+                out.byte(0x01);
+                part(out, t.as_bytes());
             }
         }
     }
@@ -216,6 +216,24 @@ fn leb128_len(len: usize) -> usize {
     }
 }
 
+/// Where an encoding goes: a `Vec` with room reserved, or a [`Writer`] over a stack buffer.
+pub(crate) trait ByteOut {
+    fn put(&mut self, data: &[u8]);
+    fn byte(&mut self, byte: u8);
+}
+
+impl ByteOut for Vec<u8> {
+    #[inline]
+    fn put(&mut self, data: &[u8]) {
+        self.extend_from_slice(data);
+    }
+
+    #[inline]
+    fn byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+}
+
 /// A bounds-checked cursor over a fixed buffer. Writes past the end are dropped and
 /// recorded, so the hot path carries no error values; callers check [`Writer::overflowed`].
 pub(crate) struct Writer<'a> {
@@ -233,16 +251,18 @@ impl<'a> Writer<'a> {
         }
     }
 
-    pub(crate) fn position(&self) -> usize {
-        self.pos
+    /// The bytes written, or `None` if some did not fit.
+    pub(crate) fn written(&self) -> Option<&[u8]> {
+        if self.overflow {
+            return None;
+        }
+        self.buf.get(..self.pos)
     }
+}
 
-    pub(crate) fn overflowed(&self) -> bool {
-        self.overflow
-    }
-
+impl ByteOut for Writer<'_> {
     #[inline]
-    pub(crate) fn put(&mut self, data: &[u8]) {
+    fn put(&mut self, data: &[u8]) {
         let end = self.pos + data.len();
         match self.buf.get_mut(self.pos..end) {
             Some(dst) => {
@@ -254,7 +274,7 @@ impl<'a> Writer<'a> {
     }
 
     #[inline]
-    pub(crate) fn byte(&mut self, byte: u8) {
+    fn byte(&mut self, byte: u8) {
         match self.buf.get_mut(self.pos) {
             Some(dst) => {
                 *dst = byte;
@@ -263,21 +283,22 @@ impl<'a> Writer<'a> {
             None => self.overflow = true,
         }
     }
+}
 
-    #[inline]
-    fn part(&mut self, part: &[u8]) {
-        // Lengths were checked by `Context::check`: at most 65 535, so at most three bytes.
-        let mut len = part.len();
-        while len >= 0x80 {
-            // Truncation keeps the low seven bits, which is the point.
-            #[allow(clippy::cast_possible_truncation)]
-            self.byte((len & 0x7f) as u8 | 0x80);
-            len >>= 7;
-        }
+/// Writes `part` with its length as unsigned LEB128.
+#[inline]
+fn part(out: &mut impl ByteOut, part: &[u8]) {
+    // Lengths were checked by `Context::check`: at most 65 535, so at most three bytes.
+    let mut len = part.len();
+    while len >= 0x80 {
+        // Truncation keeps the low seven bits, which is the point.
         #[allow(clippy::cast_possible_truncation)]
-        self.byte(len as u8);
-        self.put(part);
+        out.byte((len & 0x7f) as u8 | 0x80);
+        len >>= 7;
     }
+    #[allow(clippy::cast_possible_truncation)]
+    out.byte(len as u8);
+    out.put(part);
 }
 
 #[cfg(test)]

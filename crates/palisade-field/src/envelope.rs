@@ -214,23 +214,60 @@ impl<'a> Header<'a> {
     }
 }
 
-/// Writes the part of a header bound as associated data (version, algorithm, key id) into
-/// `out`; the nonce follows it.
-pub(crate) fn write_bound_header(
-    out: &mut Vec<u8>,
-    algorithm: Algorithm,
-    column_subkey: bool,
-    key_id: &[u8],
-) {
-    let alg = if column_subkey {
-        algorithm.id() | SUBKEY_FLAG
-    } else {
-        algorithm.id()
-    };
-    // Key ids are 1..=32 bytes (checked when the cipher is built), so this never saturates.
-    let id_len = u8::try_from(key_id.len()).unwrap_or(u8::MAX);
-    out.extend_from_slice(&[VERSION, alg, id_len]);
-    out.extend_from_slice(key_id);
+/// The longest nonce of any algorithm (XChaCha20-Poly1305's).
+pub(crate) const MAX_NONCE_LEN: usize = 24;
+
+/// Room for the longest bound header (3 bytes and a 16-byte key id), rounded up so that the hot
+/// paths copy it as one fixed-size block and then cut it to length, instead of a variable-length
+/// copy. Every sealed value is at least this long (header, 12-byte nonce, 16-byte tag).
+pub(crate) const BOUND_BLOCK: usize = 32;
+
+/// The part of a header bound as associated data (version, algorithm, key id) for one key and
+/// one cipher setting, built once; the nonce follows it.
+pub(crate) struct BoundHeader {
+    bytes: [u8; BOUND_BLOCK],
+    len: usize,
+}
+
+impl BoundHeader {
+    /// `None` when `key_id` is longer than [`MAX_FIELD_KEY_ID_LEN`].
+    pub(crate) fn new(algorithm: Algorithm, column_subkey: bool, key_id: &[u8]) -> Option<Self> {
+        let alg = if column_subkey {
+            algorithm.id() | SUBKEY_FLAG
+        } else {
+            algorithm.id()
+        };
+        if key_id.len() > MAX_FIELD_KEY_ID_LEN {
+            return None;
+        }
+        let id_len = u8::try_from(key_id.len()).ok()?;
+        let mut bytes = [0u8; BOUND_BLOCK];
+        let [version, algorithm, length, id @ ..] = &mut bytes;
+        (*version, *algorithm, *length) = (VERSION, alg, id_len);
+        id.get_mut(..key_id.len())?.copy_from_slice(key_id);
+        Some(Self {
+            bytes,
+            len: 3 + key_id.len(),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends the header to `out`.
+    #[inline]
+    pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
+        append_block(out, &self.bytes, self.len);
+    }
+}
+
+/// Appends the first `len` bytes of `block` to `out`: a fixed-size copy, then a cut.
+#[inline]
+pub(crate) fn append_block<const N: usize>(out: &mut Vec<u8>, block: &[u8; N], len: usize) {
+    let end = out.len() + len.min(N);
+    out.extend_from_slice(block);
+    out.truncate(end);
 }
 
 /// Whether `value` is in the text form (starts with [`TEXT_PREFIX`]). One comparison; it does
@@ -312,7 +349,9 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut v = Vec::new();
-        write_bound_header(&mut v, Algorithm::Aes256Gcm, false, b"k1");
+        BoundHeader::new(Algorithm::Aes256Gcm, false, b"k1")
+            .unwrap()
+            .append_to(&mut v);
         v.extend_from_slice(&[7u8; 12]);
         v.extend_from_slice(&[0u8; 20]);
         v
