@@ -30,7 +30,7 @@ use core::future::Future;
 use core::time::Duration;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashTable;
 
@@ -231,113 +231,44 @@ const SHARDS: usize = 64;
 /// A shard sweeps its dead keys when it reaches this size, and again whenever it has doubled
 /// since the last sweep, so sweeping costs O(1) amortised per insert.
 const MIN_SWEEP: usize = 64;
+/// The most cost a counter slot holds in one fixed window (its counts are `u32`).
+const COUNT_MAX: u64 = u32::MAX as u64;
 
-/// A key's state in [`MemoryRateStore`].
-#[derive(Debug)]
-enum State {
-    Counter(Counter),
-    /// Boxed, so a counter key's slot does not pay for a log's size (the slot stays one
-    /// cache line).
-    #[allow(clippy::box_collection)]
-    Log {
-        period: u64,
-        entries: Box<VecDeque<u64>>,
-    },
-}
-
-impl State {
-    fn new(kind: WindowKind, period: u64) -> Self {
-        match kind {
-            WindowKind::Counter => Self::Counter(Counter::new(period)),
-            WindowKind::Log => Self::Log {
-                period,
-                entries: Box::default(),
-            },
-        }
-    }
-
-    /// Whether the key holds nothing that can still count at `now`.
-    fn is_dead(&self, now: u64) -> bool {
-        match self {
-            Self::Counter(c) => now >= c.start.saturating_add(c.period.saturating_mul(2)),
-            Self::Log { period, entries } => entries
-                .back()
-                .is_none_or(|&t| t.saturating_add(*period) <= now),
-        }
-    }
-
-    #[inline]
-    fn apply(&mut self, req: &RateRequest, period: u64, now: u64) -> RateCounts {
-        match self {
-            Self::Counter(c) => {
-                let seen = c.apply(req.op, req.limit, period, now);
-                RateCounts::counter(
-                    UnixTime::from_nanos(now),
-                    seen.admitted,
-                    seen.current,
-                    seen.previous,
-                    seen.window_start,
-                )
-            }
-            Self::Log { period: p, entries } => {
-                *p = period;
-                while entries
-                    .front()
-                    .is_some_and(|&t| t.saturating_add(period) <= now)
-                {
-                    entries.pop_front();
-                }
-                let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-                let admitted = match req.op {
-                    RateOp::Acquire(cost) => {
-                        let ok = len.saturating_add(cost) <= req.limit;
-                        if ok {
-                            // Keep the log sorted even if the clock stepped back.
-                            let t = entries.back().map_or(now, |&last| last.max(now));
-                            for _ in 0..cost {
-                                entries.push_back(t);
-                            }
-                        }
-                        ok
-                    }
-                    RateOp::Peek(cost) => len.saturating_add(cost) <= req.limit,
-                    RateOp::Refund(cost) => {
-                        let keep = len.saturating_sub(cost);
-                        entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
-                        true
-                    }
-                    RateOp::Clear => {
-                        entries.clear();
-                        true
-                    }
-                };
-                RateCounts::log(
-                    UnixTime::from_nanos(now),
-                    admitted,
-                    entries.iter().map(|&t| UnixTime::from_nanos(t)).collect(),
-                )
-            }
-        }
-    }
-}
-
-/// A sliding-window counter's state: two fixed windows.
-#[derive(Debug)]
-struct Counter {
+/// A counter key's slot: 32 bytes, two to a cache line, so that a hundred thousand keys take
+/// 4 MiB of table rather than 8 (see [`MemoryRateStore`], *Memory*).
+///
+/// The key itself is not stored: `hash`, the store's keyed 64-bit hash of it, is its identity
+/// (see [`MemoryRateStore`], *Identity*). Keeping the hash also lets the table grow without
+/// hashing any key again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(32))]
+struct CounterSlot {
+    hash: u64,
+    /// The period the windows were laid out with; another period starts afresh.
     period: u64,
+    /// When the current fixed window began, in nanoseconds since the epoch.
     start: u64,
-    current: u64,
-    previous: u64,
+    /// The current window's cost: never above [`COUNT_MAX`], because an acquire that would
+    /// take it there is refused (so the count is exact, never saturated).
+    current: u32,
+    /// The previous window's cost (a former `current`).
+    previous: u32,
 }
 
-impl Counter {
-    const fn new(period: u64) -> Self {
+impl CounterSlot {
+    const fn new(hash: u64, period: u64) -> Self {
         Self {
+            hash,
             period,
             start: 0,
             current: 0,
             previous: 0,
         }
+    }
+
+    /// Whether the slot holds nothing that can still count at `now`.
+    fn is_dead(&self, now: u64) -> bool {
+        now >= self.start.saturating_add(self.period.saturating_mul(2))
     }
 
     /// Rolls the windows forward to `now` and applies `op` under `limit`.
@@ -359,21 +290,30 @@ impl Counter {
             }
         }
         // A stored window later than `now` (the clock stepped back) stays current.
+        let current = u64::from(self.current);
+        let previous = u64::from(self.previous);
         let elapsed = now.saturating_sub(self.start);
-        let weighted = weighted_previous(self.previous, elapsed, period);
-        let used = weighted.saturating_add(self.current);
-        let fits = |cost: u64| used.saturating_add(cost) <= limit;
+        let weighted = weighted_previous(previous, elapsed, period);
+        let used = weighted.saturating_add(current);
+        // The cost fits under the limit and in the slot's count. A limit above `COUNT_MAX` is
+        // thus met at `COUNT_MAX` per fixed window: the store refuses what it cannot count
+        // rather than saturate, because a saturated count would let it admit past the limit.
+        let fits = |cost: u64| {
+            used.saturating_add(cost) <= limit && current.saturating_add(cost) <= COUNT_MAX
+        };
         let admitted = match op {
             RateOp::Acquire(cost) => {
                 let ok = fits(cost);
                 if ok {
-                    self.current = self.current.saturating_add(cost);
+                    // At most `COUNT_MAX`, checked by `fits`.
+                    self.current = u32::try_from(current + cost).unwrap_or(u32::MAX);
                 }
                 ok
             }
             RateOp::Peek(cost) => fits(cost),
             RateOp::Refund(cost) => {
-                self.current = self.current.saturating_sub(cost);
+                // At most `current`, which is a `u32`.
+                self.current = u32::try_from(current.saturating_sub(cost)).unwrap_or(0);
                 true
             }
             RateOp::Clear => {
@@ -384,65 +324,74 @@ impl Counter {
         };
         CounterCounts {
             admitted,
-            current: self.current,
-            previous: self.previous,
+            current: u64::from(self.current),
+            previous: u64::from(self.previous),
             window_start: UnixTime::from_nanos(self.start),
         }
     }
 }
 
-/// A key, stored inline when short (IP addresses, user ids, API key ids), so a lookup neither
-/// chases a pointer nor calls `memcmp` to compare it: the inline bytes are zero-padded and
-/// compared as one fixed-size array.
-#[derive(Debug, PartialEq, Eq)]
-enum Key {
-    Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<[u8]>),
-}
-
-const INLINE: usize = 22;
-/// The bytes of one table slot, as documented on [`MemoryRateStore`].
-#[cfg(test)]
-const SLOT_BYTES: usize = 64;
-
-impl Key {
-    /// The inline form of `key`, if it is short enough.
-    fn inline(key: &[u8]) -> Option<Self> {
-        let mut bytes = [0u8; INLINE];
-        let len = u8::try_from(key.len()).ok()?;
-        bytes.get_mut(..key.len())?.copy_from_slice(key);
-        Some(Self::Inline { len, bytes })
-    }
-
-    fn new(key: &[u8]) -> Self {
-        Self::inline(key).unwrap_or_else(|| Self::Heap(key.into()))
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
-            Self::Heap(b) => b,
-        }
-    }
-
-    /// Whether this stored key is `probe` (the [`Key::inline`] form of `key`, if any).
-    #[inline]
-    fn matches(&self, probe: Option<&Self>, key: &[u8]) -> bool {
-        match (self, probe) {
-            (Self::Heap(b), None) => **b == *key,
-            (Self::Inline { .. }, Some(p)) => self == p,
-            _ => false,
-        }
-    }
-}
-
-/// One table slot: a key and its state, one cache line.
+/// A log key's slot: the key's hash (its identity, as for counters), its period and its
+/// timestamps (one per admitted unit, oldest first).
 #[derive(Debug)]
-#[repr(align(64))]
-struct Slot {
-    key: Key,
-    state: State,
+struct LogSlot {
+    hash: u64,
+    period: u64,
+    entries: VecDeque<u64>,
 }
+
+impl LogSlot {
+    /// Whether the log holds nothing that can still count at `now`.
+    fn is_dead(&self, now: u64) -> bool {
+        self.entries
+            .back()
+            .is_none_or(|&t| t.saturating_add(self.period) <= now)
+    }
+
+    fn apply(&mut self, req: &RateRequest, period: u64, now: u64) -> RateCounts {
+        self.period = period;
+        let entries = &mut self.entries;
+        while entries
+            .front()
+            .is_some_and(|&t| t.saturating_add(period) <= now)
+        {
+            entries.pop_front();
+        }
+        let len = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        let admitted = match req.op {
+            RateOp::Acquire(cost) => {
+                let ok = len.saturating_add(cost) <= req.limit;
+                if ok {
+                    // Keep the log sorted even if the clock stepped back.
+                    let t = entries.back().map_or(now, |&last| last.max(now));
+                    for _ in 0..cost {
+                        entries.push_back(t);
+                    }
+                }
+                ok
+            }
+            RateOp::Peek(cost) => len.saturating_add(cost) <= req.limit,
+            RateOp::Refund(cost) => {
+                let keep = len.saturating_sub(cost);
+                entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+                true
+            }
+            RateOp::Clear => {
+                entries.clear();
+                true
+            }
+        };
+        RateCounts::log(
+            UnixTime::from_nanos(now),
+            admitted,
+            entries.iter().map(|&t| UnixTime::from_nanos(t)).collect(),
+        )
+    }
+}
+
+/// The bytes of one counter slot, as documented on [`MemoryRateStore`].
+#[cfg(test)]
+const SLOT_BYTES: usize = 32;
 
 #[derive(Debug)]
 #[repr(align(128))]
@@ -452,9 +401,35 @@ struct Shard {
 
 #[derive(Debug)]
 struct ShardInner {
-    /// Hashed once per call by the store's hasher: the shard and the bucket come from one hash.
-    table: HashTable<Slot>,
+    /// Counter keys, found by their hash.
+    counters: HashTable<CounterSlot>,
+    /// Log keys, apart so that the counters' slots stay small.
+    logs: HashTable<LogSlot>,
     sweep_at: usize,
+}
+
+impl ShardInner {
+    fn len(&self) -> usize {
+        self.counters.len() + self.logs.len()
+    }
+
+    /// Makes room for one more key if the shard may take it: sweeps dead keys when the shard
+    /// has doubled since its last sweep or is full.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`] when the shard is still full after sweeping.
+    fn make_room(&mut self, now: u64, max: usize) -> Result<(), StoreError> {
+        let len = self.len();
+        if len >= self.sweep_at || len >= max {
+            self.counters.retain(|s| !s.is_dead(now));
+            self.logs.retain(|s| !s.is_dead(now));
+            self.sweep_at = self.len().saturating_mul(2).max(MIN_SWEEP);
+        }
+        if self.len() >= max {
+            return Err(StoreError::Full);
+        }
+        Ok(())
+    }
 }
 
 /// An in-process [`RateStore`]: 64 independently locked shards, so callers on different keys
@@ -468,10 +443,28 @@ struct ShardInner {
 /// fail-open or fail-closed policy applies) rather than evicting a live key, which would reset a
 /// counter and admit more than the limit.
 ///
-/// A counter key takes one table slot of 64 bytes, one cache line (the key, inline up to 22
-/// bytes: 24; the state: 40) plus one control byte, at a load between 44% and 87.5% (so 74 to
-/// 148 bytes of table); a longer key adds its own heap allocation, and a log key a 32-byte
-/// allocation plus 8 bytes per entry (at most `limit` entries).
+/// A counter key takes one table slot of 32 bytes, whatever the key's length (its hash, its
+/// period, its window's start, and the current and previous windows' costs as `u32`), plus one
+/// control byte, at a load between 44% and 87.5%: 38 to 75 bytes of table. Two slots share a
+/// cache line, and a lookup reads one control group and one slot. A log key takes a 48-byte
+/// slot in a table of its own (so counters do not pay for it), 55 to 110 bytes of table, plus 8
+/// bytes per entry (at most `limit` entries).
+///
+/// # Counts
+/// A counter holds at most 2^32 − 1 of cost per fixed window: an acquire that would go past it
+/// is refused, as if the limit were 2^32 − 1. The counts therefore never saturate, and the
+/// admission rule is the same as with 64-bit counts for every limit up to 2^32 − 1 (above it,
+/// the store admits less, never more).
+///
+/// # Identity
+/// The store does not keep the keys: a key is known by its 64-bit hash under the store's
+/// randomly seeded hasher (which also picks its shard and bucket). Two keys share a state only
+/// if their 64-bit hashes are equal: for a key not yet stored, a chance of at most
+/// `keys held / 2^64` (under 6 × 10^-14 at a million keys), against a hasher whose seed the
+/// attacker does not know. Were it to happen, the two keys would count each other's cost; each
+/// is still admitted only while the shared count is under its own limit, so a collision can
+/// deny a request it should have admitted, never admit one past a limit. A key used with both
+/// kinds keeps one state per kind.
 ///
 /// # Hasher
 /// `S` hashes keys; the default is the standard library's SipHash with a random seed. Any
@@ -513,7 +506,8 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             shards: (0..SHARDS)
                 .map(|_| Shard {
                     inner: Mutex::new(ShardInner {
-                        table: HashTable::new(),
+                        counters: HashTable::new(),
+                        logs: HashTable::new(),
                         sweep_at: MIN_SWEEP,
                     }),
                 })
@@ -555,11 +549,20 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
         req: RateRequest,
         now: UnixTime,
     ) -> Result<RateCounts, StoreError> {
-        let period = req.period_nanos();
-        let now = now.as_nanos();
-        self.with_state(key, req.kind, period, now, |state| {
-            state.apply(&req, period, now)
-        })
+        match req.kind {
+            WindowKind::Counter => {
+                let seen =
+                    self.apply_counter_at(key, req.op, req.limit, req.period_nanos(), now)?;
+                Ok(RateCounts::counter(
+                    now,
+                    seen.admitted,
+                    seen.current,
+                    seen.previous,
+                    seen.window_start,
+                ))
+            }
+            WindowKind::Log => self.apply_log(key, &req, now.as_nanos()),
+        }
     }
 
     /// [`apply_at`](Self::apply_at) for a [`WindowKind::Counter`] request of `op` under `limit`
@@ -580,86 +583,68 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
     ) -> Result<CounterCounts, StoreError> {
         let period = period_nanos.max(1_000);
         let now = now.as_nanos();
-        self.with_state(key, WindowKind::Counter, period, now, |state| match state {
-            State::Counter(c) => c.apply(op, limit, period, now),
-            // Never: `with_state` hands a counter request a counter. Refuse if it did not.
-            State::Log { .. } => CounterCounts::default(),
-        })
+        let (hash, mut inner) = self.lock(key)?;
+        if let Some(slot) = inner.counters.find_mut(hash, |s| s.hash == hash) {
+            return Ok(slot.apply(op, limit, period, now));
+        }
+        let mut slot = CounterSlot::new(hash, period);
+        let seen = slot.apply(op, limit, period, now);
+        if slot.current == 0 && slot.previous == 0 {
+            // Nothing to remember (a peek, refund or clear of an absent key, a zero cost): a
+            // fresh slot would answer the same next time.
+            return Ok(seen);
+        }
+        inner.make_room(now, self.max_per_shard)?;
+        inner.counters.insert_unique(hash, slot, |s| s.hash);
+        Ok(seen)
     }
 
-    /// Runs `f` once on `key`'s state of `kind` (a fresh one for a new key, or one of another
-    /// kind), under its shard's lock, and keeps the state unless it holds nothing.
-    #[inline]
-    fn with_state<R>(
-        &self,
-        key: &[u8],
-        kind: WindowKind,
-        period: u64,
-        now: u64,
-        f: impl FnOnce(&mut State) -> R,
-    ) -> Result<R, StoreError> {
-        // Bits 48..54 choose the shard: the table inside uses the low bits (bucket) and the top
-        // seven (control byte), so keys of one shard still spread over its table.
-        let hash = self.hasher.hash_one(key);
-        let index = usize::try_from((hash >> 48) % SHARDS as u64).unwrap_or(0);
-        let shard = self.shards.get(index).ok_or(StoreError::Full)?;
-        let probe = Key::inline(key);
-        let mut inner = shard.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = inner
-            .table
-            .find_mut(hash, |s| s.key.matches(probe.as_ref(), key))
-        {
-            if state_kind(&slot.state) != kind {
-                slot.state = State::new(kind, period);
-            }
-            return Ok(f(&mut slot.state));
+    /// [`apply_at`](Self::apply_at) for a [`WindowKind::Log`] request.
+    fn apply_log(&self, key: &[u8], req: &RateRequest, now: u64) -> Result<RateCounts, StoreError> {
+        let period = req.period_nanos();
+        let (hash, mut inner) = self.lock(key)?;
+        if let Some(slot) = inner.logs.find_mut(hash, |s| s.hash == hash) {
+            return Ok(slot.apply(req, period, now));
         }
-        let mut state = State::new(kind, period);
-        let counts = f(&mut state);
-        if state.is_dead(now) {
+        let mut slot = LogSlot {
+            hash,
+            period,
+            entries: VecDeque::new(),
+        };
+        let counts = slot.apply(req, period, now);
+        if slot.is_dead(now) {
             // Nothing to remember (a peek, refund or clear of an absent key, a zero cost).
             return Ok(counts);
         }
-        let len = inner.table.len();
-        if len >= inner.sweep_at || len >= self.max_per_shard {
-            inner.table.retain(|s| !s.state.is_dead(now));
-            inner.sweep_at = inner.table.len().saturating_mul(2).max(MIN_SWEEP);
-        }
-        if inner.table.len() >= self.max_per_shard {
-            return Err(StoreError::Full);
-        }
-        let key = probe.unwrap_or_else(|| Key::new(key));
-        let hasher = &self.hasher;
-        inner.table.insert_unique(hash, Slot { key, state }, |s| {
-            hasher.hash_one(s.key.as_slice())
-        });
+        inner.make_room(now, self.max_per_shard)?;
+        inner.logs.insert_unique(hash, slot, |s| s.hash);
         Ok(counts)
+    }
+
+    /// Hashes `key` and locks its shard. Bits 48..54 of the hash choose the shard: the table
+    /// inside uses the low bits (bucket) and the top seven (control byte), so keys of one shard
+    /// still spread over its table.
+    #[inline]
+    fn lock(&self, key: &[u8]) -> Result<(u64, MutexGuard<'_, ShardInner>), StoreError> {
+        let hash = self.hasher.hash_one(key);
+        let index = usize::try_from((hash >> 48) % SHARDS as u64).unwrap_or(0);
+        // Never `Err`: there are `SHARDS` shards.
+        let shard = self.shards.get(index).ok_or(StoreError::Full)?;
+        let inner = shard.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((hash, inner))
     }
 
     /// The number of keys held, dead ones not yet swept included.
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| {
-                s.inner
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .table
-                    .len()
-            })
+            .map(|s| s.inner.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-fn state_kind(state: &State) -> WindowKind {
-    match state {
-        State::Counter(_) => WindowKind::Counter,
-        State::Log { .. } => WindowKind::Log,
     }
 }
 
@@ -824,18 +809,11 @@ mod tests {
 
     #[test]
     fn documented_slot_size() {
-        assert_eq!(core::mem::size_of::<Slot>(), SLOT_BYTES);
-        let long = Key::new(&[7u8; INLINE + 1]);
-        assert!(matches!(long, Key::Heap(_)));
-        assert_eq!(long.as_slice(), &[7u8; INLINE + 1]);
-        assert!(long.matches(None, &[7u8; INLINE + 1]));
-        assert!(!long.matches(None, &[7u8; INLINE + 2]));
-        let short = Key::new(b"ip");
-        assert_eq!(short.as_slice(), b"ip");
-        assert!(short.matches(Key::inline(b"ip").as_ref(), b"ip"));
-        // Zero padding does not make a key equal to a longer one ending in zeros.
-        assert!(!short.matches(Key::inline(b"ip\0").as_ref(), b"ip\0"));
-        assert!(!short.matches(None, b"ip"));
+        assert_eq!(core::mem::size_of::<CounterSlot>(), SLOT_BYTES);
+        // Two slots to a cache line, none across two.
+        assert_eq!(64 % core::mem::align_of::<CounterSlot>(), 0);
+        assert_eq!(core::mem::align_of::<CounterSlot>(), SLOT_BYTES);
+        assert_eq!(core::mem::size_of::<LogSlot>(), 48);
     }
 
     #[test]
@@ -941,8 +919,8 @@ mod tests {
     fn inline_and_heap_keys_are_distinct_and_found_again() {
         let s = MemoryRateStore::new();
         let req = RateRequest::new(WindowKind::Counter, MIN, 1, RateOp::Acquire(1));
-        let inline = [9u8; INLINE];
-        let heap = [9u8; INLINE + 1];
+        let inline = [9u8; 22];
+        let heap = [9u8; 23];
         let keys: [&[u8]; 6] = [b"", b"ip", b"ip\0", &inline, &heap, &[9u8; 200]];
         for key in keys {
             assert!(s.apply_now(key, req).unwrap().admitted, "{key:?} is new");
@@ -961,6 +939,173 @@ mod tests {
             assert!(s.apply_now(&i.to_be_bytes(), req).unwrap().admitted);
         }
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_counter_refuses_what_its_slot_cannot_count() {
+        let s = MemoryRateStore::new();
+        let req = |op| RateRequest::new(WindowKind::Counter, MIN, u64::MAX, op);
+        let t0 = UnixTime::from_secs(6_000);
+        let c = s
+            .apply_at(b"k", req(RateOp::Acquire(COUNT_MAX)), t0)
+            .unwrap();
+        assert!(c.admitted && c.current == COUNT_MAX);
+        // Under the limit, but past what a `u32` holds: refused, and nothing saturates.
+        assert!(!s.apply_at(b"k", req(RateOp::Peek(1)), t0).unwrap().admitted);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t0).unwrap();
+        assert!(!c.admitted && c.current == COUNT_MAX);
+        let c = s
+            .apply_at(b"k", req(RateOp::Acquire(u64::MAX)), t0)
+            .unwrap();
+        assert!(!c.admitted && c.current == COUNT_MAX);
+        let c = s.apply_at(b"k", req(RateOp::Refund(2)), t0).unwrap();
+        assert_eq!(c.current, COUNT_MAX - 2);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(2)), t0).unwrap();
+        assert!(c.admitted && c.current == COUNT_MAX);
+        // The next window starts empty and carries the full count as its previous one.
+        let t1 = UnixTime::from_secs(6_060);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t1).unwrap();
+        assert!(c.admitted);
+        assert_eq!((c.current, c.previous), (1, COUNT_MAX));
+        // A fresh key cannot take more than a slot holds in one go either.
+        let c = s
+            .apply_at(b"big", req(RateOp::Acquire(COUNT_MAX + 1)), t0)
+            .unwrap();
+        assert!(!c.admitted && c.current == 0);
+    }
+
+    #[test]
+    fn a_new_period_starts_afresh_and_kinds_are_apart() {
+        let s = MemoryRateStore::new();
+        let t0 = UnixTime::from_secs(6_000);
+        let counter = |period, op| RateRequest::new(WindowKind::Counter, period, 1, op);
+        assert!(
+            s.apply_at(b"k", counter(MIN, RateOp::Acquire(1)), t0)
+                .unwrap()
+                .admitted
+        );
+        assert!(
+            !s.apply_at(b"k", counter(MIN, RateOp::Acquire(1)), t0)
+                .unwrap()
+                .admitted
+        );
+        // The quota's period changed at run time: the windows are laid out again.
+        let hour = Duration::from_secs(3_600);
+        let c = s
+            .apply_at(b"k", counter(hour, RateOp::Acquire(1)), t0)
+            .unwrap();
+        assert!(c.admitted, "{c:?}");
+        assert_eq!(c.window_start, UnixTime::from_secs(3_600));
+        assert!(
+            !s.apply_at(b"k", counter(hour, RateOp::Acquire(1)), t0)
+                .unwrap()
+                .admitted
+        );
+        // A log on the same key is a state of its own, and neither touches the other.
+        let log = RateRequest::new(WindowKind::Log, hour, 1, RateOp::Acquire(1));
+        assert!(s.apply_at(b"k", log, t0).unwrap().admitted);
+        assert!(!s.apply_at(b"k", log, t0).unwrap().admitted);
+        assert!(
+            !s.apply_at(b"k", counter(hour, RateOp::Peek(1)), t0)
+                .unwrap()
+                .admitted
+        );
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn peeks_of_absent_counter_keys_store_nothing() {
+        let s = MemoryRateStore::new();
+        let t = UnixTime::from_secs(6_000);
+        for op in [
+            RateOp::Peek(1),
+            RateOp::Refund(1),
+            RateOp::Clear,
+            RateOp::Acquire(0),
+        ] {
+            let req = RateRequest::new(WindowKind::Counter, MIN, 5, op);
+            for i in 0u32..100 {
+                assert!(s.apply_at(&i.to_be_bytes(), req, t).unwrap().admitted);
+            }
+        }
+        assert!(s.is_empty());
+    }
+
+    /// Every key hashes to the same value: what two colliding keys would see.
+    #[derive(Debug, Clone, Default)]
+    struct Colliding;
+
+    impl BuildHasher for Colliding {
+        type Hasher = ConstantHasher;
+        fn build_hasher(&self) -> ConstantHasher {
+            ConstantHasher
+        }
+    }
+
+    struct ConstantHasher;
+
+    impl std::hash::Hasher for ConstantHasher {
+        fn finish(&self) -> u64 {
+            0x0123_4567_89ab_cdef
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn colliding_keys_share_a_count_and_never_pass_their_limits() {
+        let s = MemoryRateStore::with_clock_and_hasher(SystemClock, Colliding);
+        let t = UnixTime::from_secs(6_000);
+        let req = |limit, op| RateRequest::new(WindowKind::Counter, MIN, limit, op);
+        // `a` (limit 2) and `b` (limit 3) are one state: each is held to its own limit
+        // against the shared count, so together they are admitted 3 times, not 5.
+        let steps: [(&[u8], u64, bool); 5] = [
+            (b"a", 2, true),
+            (b"b", 3, true),
+            (b"a", 2, false),
+            (b"b", 3, true),
+            (b"b", 3, false),
+        ];
+        for (key, limit, admitted) in steps {
+            let c = s.apply_at(key, req(limit, RateOp::Acquire(1)), t).unwrap();
+            assert_eq!(c.admitted, admitted, "{key:?} at {}", c.current);
+        }
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn logs_and_counters_share_the_cap() {
+        let clock = FakeClock::new(UnixTime::from_secs(0));
+        let s = MemoryRateStore::with_clock(clock.clone()).max_keys(SHARDS);
+        let mut held = 0;
+        for i in 0u32..2_000 {
+            let kind = if i % 2 == 0 {
+                WindowKind::Log
+            } else {
+                WindowKind::Counter
+            };
+            let req = RateRequest::new(kind, MIN, 5, RateOp::Acquire(1));
+            match s.apply_now(&i.to_be_bytes(), req) {
+                Ok(_) => held += 1,
+                Err(StoreError::Full) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(s.len(), held);
+        assert!(s.len() <= SHARDS, "{}", s.len());
+        // Both kinds are swept once their windows pass.
+        clock.advance(MIN * 2);
+        let req = RateRequest::new(WindowKind::Log, MIN, 5, RateOp::Acquire(1));
+        let mut accepted = 0;
+        for i in 5_000u32..5_200 {
+            if s.apply_now(&i.to_be_bytes(), req).is_ok() {
+                accepted += 1;
+            }
+        }
+        assert!(
+            accepted >= SHARDS / 2,
+            "swept shards take new keys ({accepted})"
+        );
+        assert!(s.len() <= SHARDS);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! [`MemoryRateStore`]: 64 independently locked shards (no global lock on the hot path), a
 //! randomly seeded hasher, idle keys swept as the table grows, and a hard cap on keys (default
 //! one million) so a flood of new keys cannot grow it without bound. The bytes per key are
-//! documented on [`MemoryRateStore`]: 74 to 148 bytes for a counter key of up to 22
-//! bytes, plus 8 bytes per entry of an exact log.
+//! documented on [`MemoryRateStore`]: 38 to 75 bytes for a counter key of any length
+//! (a 32-byte slot, two to a cache line), 55 to 110 for a log key plus 8 bytes per entry.
 //!
 //! # Errors
 //! [`RateLimitError::Unavailable`] when a new key finds its shard full; its
