@@ -5,8 +5,8 @@
 //!   associated data Palisade binds for the bench's context (`ring_raw_aad`: what binding costs
 //!   ring itself, so the gap to `palisade` is Palisade's own work), against
 //!   `FieldCipher::encrypt` / `decrypt` (header, context binding, key lookup, counter) at 32 B,
-//!   256 B and 4 KiB; plus the RustCrypto backend, XChaCha20-Poly1305, the text form and
-//!   per-column subkeys at 32 B.
+//!   256 B and 4 KiB; plus the RustCrypto backend, XChaCha20-Poly1305 (over ring and through
+//!   `chacha20poly1305`), the text form and per-column subkeys at 32 B.
 //! - `field_fernet`: Fernet encrypt/decrypt of 32 B (Python's `cryptography` takes about 16 us
 //!   to encrypt 32 B on the reference machine).
 //! - `field_migrate`: rows per second through the migration engine, in memory, and against
@@ -123,6 +123,12 @@ fn seal_open(c: &mut Criterion) {
         (
             "palisade_xchacha",
             Backend::Ring,
+            Algorithm::XChaCha20Poly1305,
+            false,
+        ),
+        (
+            "palisade_xchacha_rustcrypto",
+            Backend::RustCrypto,
             Algorithm::XChaCha20Poly1305,
             false,
         ),

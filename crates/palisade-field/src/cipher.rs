@@ -17,7 +17,11 @@
 //! # Backends
 //! [`Backend::Ring`] (default) uses ring's AES-256-GCM; [`Backend::RustCrypto`] uses the pure-Rust
 //! `aes-gcm` crate (constant-time bitsliced AES when AES-NI is absent). Both produce identical
-//! bytes and read each other's values. XChaCha20-Poly1305 always comes from `chacha20poly1305`.
+//! bytes and read each other's values. For XChaCha20-Poly1305, [`Backend::Ring`] derives the
+//! per-nonce key with HChaCha20 (the `chacha20` crate) and seals with ring's ChaCha20-Poly1305,
+//! as draft-irtf-cfrg-xchacha section 2.3 defines it; [`Backend::RustCrypto`] uses
+//! `chacha20poly1305`. Both produce the same bytes (tested against the draft's vector), and
+//! ring's assembly is several times faster on short values than the portable crate.
 //!
 //! # Errors
 //! See [`FieldError`]. Decryption failures are opaque and recorded as
@@ -47,7 +51,7 @@ use palisade_core::random::{OsRandom, SecureRandom, SystemRandom};
 use palisade_core::time::{Clock, SystemClock};
 use ring::aead as ra;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::context::{ByteOut, Writer};
 use crate::context::{Context, RowId};
@@ -81,6 +85,8 @@ pub enum Backend {
 enum Prepared {
     Ring(ra::LessSafeKey),
     RustCrypto(Box<aes_gcm::Aes256Gcm>),
+    /// XChaCha20-Poly1305 over ring: the key, from which each nonce derives its own.
+    RingXChaCha(Zeroizing<[u8; KEY_LEN]>),
     XChaCha(Box<XChaCha20Poly1305>),
 }
 
@@ -94,7 +100,10 @@ impl Prepared {
             (Algorithm::Aes256Gcm, Backend::RustCrypto) => Self::RustCrypto(Box::new(
                 aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|_| bad())?,
             )),
-            (Algorithm::XChaCha20Poly1305, _) => Self::XChaCha(Box::new(
+            (Algorithm::XChaCha20Poly1305, Backend::Ring) => {
+                Self::RingXChaCha(Zeroizing::new(key.try_into().map_err(|_| bad())?))
+            }
+            (Algorithm::XChaCha20Poly1305, Backend::RustCrypto) => Self::XChaCha(Box::new(
                 XChaCha20Poly1305::new_from_slice(key).map_err(|_| bad())?,
             )),
         })
@@ -102,34 +111,26 @@ impl Prepared {
 
     /// Seals `buf` in place and returns the tag.
     fn seal(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN], FieldError> {
-        let fail = |_| FieldError::malformed("value too long to seal");
-        let mut tag = [0u8; TAG_LEN];
-        match self {
+        let bad_nonce = || FieldError::malformed("bad nonce length");
+        let tag = match self {
             Self::Ring(key) => {
-                let nonce = ra::Nonce::try_assume_unique_for_key(nonce).map_err(fail)?;
-                let t = key
-                    .seal_in_place_separate_tag(nonce, ra::Aad::from(aad), buf)
-                    .map_err(fail)?;
-                tag.copy_from_slice(t.as_ref());
+                let nonce = ra::Nonce::try_assume_unique_for_key(nonce).map_err(|_| bad_nonce())?;
+                ring_seal(key, nonce, aad, buf)
+            }
+            Self::RingXChaCha(key) => {
+                let (key, nonce) = xchacha_over_ring(key, nonce).ok_or_else(bad_nonce)?;
+                ring_seal(&key, nonce, aad, buf)
             }
             Self::RustCrypto(key) => {
-                let nonce = nonce_12(nonce)?;
-                let t = key
-                    .encrypt_in_place_detached(&nonce.into(), aad, buf)
-                    .map_err(|_| FieldError::malformed("value too long to seal"))?;
-                tag.copy_from_slice(&t);
+                let nonce: [u8; 12] = nonce.try_into().map_err(|_| bad_nonce())?;
+                rust_crypto_seal(&**key, &nonce.into(), aad, buf)
             }
             Self::XChaCha(key) => {
-                let nonce: [u8; 24] = nonce
-                    .try_into()
-                    .map_err(|_| FieldError::malformed("bad nonce length"))?;
-                let t = key
-                    .encrypt_in_place_detached(&nonce.into(), aad, buf)
-                    .map_err(|_| FieldError::malformed("value too long to seal"))?;
-                tag.copy_from_slice(&t);
+                let nonce: [u8; 24] = nonce.try_into().map_err(|_| bad_nonce())?;
+                rust_crypto_seal(&**key, &nonce.into(), aad, buf)
             }
-        }
-        Ok(tag)
+        };
+        tag.ok_or_else(|| FieldError::malformed("value too long to seal"))
     }
 
     /// Opens `data` in place against `tag`.
@@ -140,35 +141,88 @@ impl Prepared {
         data: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), FieldError> {
+        // Every failure, a bad nonce included, is the same opaque error.
         let opened = match self {
-            Self::Ring(key) => {
-                let nonce = ra::Nonce::try_assume_unique_for_key(nonce)
-                    .map_err(|_| FieldError::Authentication)?;
-                key.open_in_place_separate_tag(
-                    nonce,
-                    ra::Aad::from(aad),
-                    ra::Tag::from(*tag),
-                    data,
-                    0..,
-                )
-                .map(|_| ())
-                .map_err(|_| ())
-            }
-            Self::RustCrypto(key) => key
-                .decrypt_in_place_detached(&nonce_12(nonce)?.into(), aad, data, tag.into())
-                .map_err(|_| ()),
-            Self::XChaCha(key) => {
-                let nonce: [u8; 24] = nonce.try_into().map_err(|_| FieldError::Authentication)?;
-                key.decrypt_in_place_detached(&nonce.into(), aad, data, tag.into())
-                    .map_err(|_| ())
-            }
+            Self::Ring(key) => ra::Nonce::try_assume_unique_for_key(nonce)
+                .ok()
+                .and_then(|nonce| ring_open(key, nonce, aad, data, tag)),
+            Self::RingXChaCha(key) => xchacha_over_ring(key, nonce)
+                .and_then(|(key, nonce)| ring_open(&key, nonce, aad, data, tag)),
+            Self::RustCrypto(key) => <[u8; 12]>::try_from(nonce)
+                .ok()
+                .and_then(|nonce| rust_crypto_open(&**key, &nonce.into(), aad, data, tag)),
+            Self::XChaCha(key) => <[u8; 24]>::try_from(nonce)
+                .ok()
+                .and_then(|nonce| rust_crypto_open(&**key, &nonce.into(), aad, data, tag)),
         };
-        opened.map_err(|()| FieldError::Authentication)
+        opened.ok_or(FieldError::Authentication)
     }
 }
 
-fn nonce_12(nonce: &[u8]) -> Result<[u8; 12], FieldError> {
-    nonce.try_into().map_err(|_| FieldError::Authentication)
+#[inline]
+fn ring_seal(
+    key: &ra::LessSafeKey,
+    nonce: ra::Nonce,
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Option<[u8; TAG_LEN]> {
+    let tag = key
+        .seal_in_place_separate_tag(nonce, ra::Aad::from(aad), buf)
+        .ok()?;
+    tag.as_ref().try_into().ok()
+}
+
+#[inline]
+fn ring_open(
+    key: &ra::LessSafeKey,
+    nonce: ra::Nonce,
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Option<()> {
+    let tag = ra::Tag::from(*tag);
+    key.open_in_place_separate_tag(nonce, ra::Aad::from(aad), tag, data, 0..)
+        .ok()
+        .map(|_| ())
+}
+
+fn rust_crypto_seal<A: AeadInPlace>(
+    key: &A,
+    nonce: &aes_gcm::aead::Nonce<A>,
+    aad: &[u8],
+    buf: &mut [u8],
+) -> Option<[u8; TAG_LEN]> {
+    let tag = key.encrypt_in_place_detached(nonce, aad, buf).ok()?;
+    tag.as_slice().try_into().ok()
+}
+
+fn rust_crypto_open<A: AeadInPlace>(
+    key: &A,
+    nonce: &aes_gcm::aead::Nonce<A>,
+    aad: &[u8],
+    data: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Option<()> {
+    let tag = aes_gcm::aead::Tag::<A>::from_exact_iter(tag.iter().copied())?;
+    key.decrypt_in_place_detached(nonce, aad, data, &tag).ok()
+}
+
+/// XChaCha20-Poly1305 as ChaCha20-Poly1305 (draft-irtf-cfrg-xchacha section 2.3): HChaCha20 of
+/// the key and the first 16 nonce bytes is this value's key, and the nonce is four zero bytes
+/// and the last 8 nonce bytes. `None` for a nonce that is not 24 bytes.
+fn xchacha_over_ring(key: &[u8; KEY_LEN], nonce: &[u8]) -> Option<(ra::LessSafeKey, ra::Nonce)> {
+    let (prefix, suffix) = nonce.split_first_chunk::<16>()?;
+    let suffix: &[u8; 8] = suffix.try_into().ok()?;
+    let mut subkey = chacha20::hchacha::<chacha20::cipher::consts::U10>(key.into(), prefix.into());
+    let unbound = ra::UnboundKey::new(&ra::CHACHA20_POLY1305, &subkey);
+    subkey.zeroize();
+    let mut nonce = [0u8; 12];
+    let [_, _, _, _, tail @ ..] = &mut nonce;
+    *tail = *suffix;
+    Some((
+        ra::LessSafeKey::new(unbound.ok()?),
+        ra::Nonce::assume_unique_for_key(nonce),
+    ))
 }
 
 /// Associated data up to this long is built on the stack when decrypting: the longest bound
@@ -755,4 +809,47 @@ pub fn generate_key(id: &str, state: KeyState) -> Result<Zeroizing<String>, Fiel
     }
     let key = Key::generate(KeyId::new(id)?, state, KEY_LEN, &OsRandom)?;
     Ok(key.expose_spec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// draft-irtf-cfrg-xchacha-03, appendix A.3.1 (also in the `chacha20poly1305` crate's
+    /// tests): both backends must produce and open exactly these bytes.
+    #[test]
+    fn xchacha_backends_match_the_draft_vector() {
+        let key: Vec<u8> = (0x80..=0x9f).collect();
+        let nonce: Vec<u8> = (0x40..=0x57).collect();
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
+        let plaintext: &[u8] = b"Ladies and Gentlemen of the class of '99: If I could offer you \
+            only one tip for the future, sunscreen would be it.";
+        let ciphertext = "bd6d179d3e83d43b9576579493c0e939572a1700252bfaccbed2902c21396cbb731c7f1b\
+            0b4aa6440bf3a82f4eda7e39ae64c6708c54c216cb96b72e1213b4522f8c9ba40db5d945b11b69b982c1bb\
+            9e3f3fac2bc369488f76b2383565d3fff921f9664c97637da9768812f615c68b13b52e";
+        let tag = "c0875924c1c7987947deafd8780acf49";
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        for backend in [Backend::Ring, Backend::RustCrypto] {
+            let prepared = Prepared::new(backend, Algorithm::XChaCha20Poly1305, &key).unwrap();
+            let mut buf = plaintext.to_vec();
+            let sealed_tag = prepared.seal(&nonce, &aad, &mut buf).unwrap();
+            assert_eq!(hex(&buf), ciphertext, "{backend:?}");
+            assert_eq!(hex(&sealed_tag), tag, "{backend:?}");
+            prepared.open(&nonce, &aad, &mut buf, &sealed_tag).unwrap();
+            assert_eq!(buf, plaintext, "{backend:?}");
+            let mut bad_tag = sealed_tag;
+            bad_tag[0] ^= 1;
+            assert!(matches!(
+                prepared.open(&nonce, &aad, &mut buf, &bad_tag),
+                Err(FieldError::Authentication)
+            ));
+            assert!(
+                prepared
+                    .open(&nonce[..12], &aad, &mut buf, &sealed_tag)
+                    .is_err()
+            );
+        }
+    }
 }
