@@ -133,7 +133,7 @@ fn jsonl(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Prints events per CPU-second of the sink's writer thread (from /proc, Linux only): a
+/// Prints events per CPU-second of the sink's threads (from /proc, Linux only): a
 /// per-core figure that does not depend on how busy the rest of the machine is.
 fn report_writer_cpu(what: &str, stats: &palisade_audit::SinkStats) {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -141,9 +141,16 @@ fn report_writer_cpu(what: &str, stats: &palisade_audit::SinkStats) {
     };
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("palisade-audit") {
+        let comm = comm.trim_end();
+        // The writer ("palisade-audit-jsonl", "palisade-audit-pg", cut to 15 bytes by the
+        // kernel) and the JSONL sink's fsync thread.
+        let thread = if comm.starts_with("palisade-audit") {
+            "writer"
+        } else if comm == "palisade-fsync" {
+            "fsync"
+        } else {
             continue;
-        }
+        };
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
         let after_name = stat.rsplit(')').next().unwrap_or("");
         let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -156,7 +163,7 @@ fn report_writer_cpu(what: &str, stats: &palisade_audit::SinkStats) {
         if ticks > 0 {
             let secs = ticks as f64 / 100.0;
             eprintln!(
-                "{what} writer thread: {} events in {secs:.2} CPU-s = {:.0} events per CPU-second",
+                "{what} {thread} thread: {} events in {secs:.2} CPU-s = {:.0} events per CPU-second",
                 stats.written,
                 stats.written as f64 / secs
             );

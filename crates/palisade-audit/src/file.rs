@@ -4,7 +4,8 @@
 //! the event (bounded, see [`Overflow`]) and returns. A background thread takes everything
 //! queued as one batch, redacts each event, chains it ([`Chainer`]), appends the record lines to
 //! the current file (one `write` per 128 KiB, while the lines are still in the CPU cache), and
-//! then applies the durability policy.
+//! then applies the durability policy. Under [`Durability::FsyncPerBatch`] a second thread
+//! `fsync`s a written batch while the first one serializes and writes the next.
 //!
 //! # Files
 //! In the configured directory, `<prefix>-<first sequence number, 20 digits>.jsonl`, one
@@ -15,28 +16,33 @@
 //! `on_checkpoint` callback so it can be shipped elsewhere.
 //!
 //! # Durability
-//! - [`Durability::FsyncPerBatch`] (default): after each batch the file is `fsync`ed
-//!   (`sync_data`) before the batch counts as written; [`JsonlSink::flush`] returning `Ok` means
-//!   every event recorded before the call is on stable storage. A crash loses at most the batch
-//!   being written, which no `flush` has confirmed.
+//! - [`Durability::FsyncPerBatch`] (default): each batch is `fsync`ed (`sync_data`) before it
+//!   counts as written; [`JsonlSink::flush`] returning `Ok` means every event recorded before
+//!   the call is on stable storage. The `fsync` of batch N runs on its own thread while batch
+//!   N+1 is serialized and written; batch N+1 is handed to that thread only after the `fsync` of
+//!   batch N succeeded, so batches are acknowledged in order, each by an `fsync` that covers it.
+//!   A crash loses at most the batches not yet acknowledged, which no `flush` has confirmed.
 //! - [`Durability::FlushPerBatch`]: written to the OS (survives a process crash, not a power
 //!   loss); a signed checkpoint always forces an `fsync` first, so a checkpoint never attests
 //!   records that are not on disk.
 //!
 //! On start, the sink resumes the chain from the last record of the newest file; a partial last
-//! line (a crash in the middle of a write) is cut off first. Write errors (disk full, ...) are
-//! retried with backoff; the batch stays in memory and the file is truncated back to its length
-//! before the failed write, so nothing is lost or written twice. Only one process may write one
-//! trail.
+//! line (a crash in the middle of a write) is cut off first. Write and `fsync` errors (disk
+//! full, ...) are retried with backoff: the record lines of every batch not yet acknowledged
+//! (at most two: the one being `fsync`ed and the one written after it) stay in memory, the file
+//! is truncated back to where the first of them started, and they are written again in order
+//! and `fsync`ed, so nothing is lost, written twice or reordered and the chain stays intact.
+//! A new file is started only once everything in the old one is acknowledged. Only one
+//! process may write one trail.
 //!
 //! # Errors and panics
 //! [`JsonlSink::open`] fails with [`AuditError::Io`] or, if the newest record is unreadable,
 //! [`AuditError::Json`]. `record` never fails or panics.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -77,6 +83,7 @@ pub struct JsonlConfig {
     checkpoint_every: u64,
     on_checkpoint: Option<CheckpointCallback>,
     flush_timeout: Duration,
+    faults: Option<FaultHook>,
 }
 
 impl std::fmt::Debug for JsonlConfig {
@@ -111,6 +118,7 @@ impl JsonlConfig {
             checkpoint_every: 10_000,
             on_checkpoint: None,
             flush_timeout: Duration::from_secs(30),
+            faults: None,
         }
     }
 
@@ -171,6 +179,13 @@ impl JsonlConfig {
     #[must_use]
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
         self.flush_timeout = timeout;
+        self
+    }
+
+    /// Makes writes or `fsync`s of record lines fail where `hook` says so.
+    #[cfg(test)]
+    fn inject_faults(mut self, hook: impl Fn(IoStep) -> bool + Send + Sync + 'static) -> Self {
+        self.faults = Some(Arc::new(hook));
         self
     }
 
@@ -260,15 +275,25 @@ pub fn verify_trail(
 
 struct Writer {
     config: JsonlConfig,
+    queue: Arc<Queue<AuditEvent>>,
     chainer: Chainer,
-    file: File,
+    file: Arc<File>,
     len: u64,
     since_checkpoint: u64,
+    /// Written since the last `fsync` (only under [`Durability::FlushPerBatch`]; under
+    /// `FsyncPerBatch` every segment is fsynced by the [`Syncer`] or by a rewrite).
     dirty: bool,
+    /// The `fsync` stage, under [`Durability::FsyncPerBatch`].
+    syncer: Option<Syncer>,
+    /// The segment whose `fsync` is running: written, not yet acknowledged. Its lines stay in
+    /// memory until the `fsync` succeeded, so that a failure can write them again.
+    in_flight: Option<Segment>,
+    /// The buffer of an acknowledged segment, reused for the next one.
+    spare: Vec<u8>,
 }
 
 impl Writer {
-    fn open(config: JsonlConfig) -> Result<Self, AuditError> {
+    fn open(config: JsonlConfig, queue: Arc<Queue<AuditEvent>>) -> Result<Self, AuditError> {
         fs::create_dir_all(&config.dir)?;
         let files = trail_files(&config.dir, &config.prefix)?;
         let mut chainer = Chainer::new();
@@ -305,72 +330,228 @@ impl Writer {
             Some((path, len)) => (OpenOptions::new().append(true).open(path)?, len),
             None => (new_file(&config, 0)?, 0),
         };
+        let syncer = match config.durability {
+            Durability::FsyncPerBatch => {
+                Some(Syncer::start(Arc::clone(&queue), config.faults.clone())?)
+            }
+            Durability::FlushPerBatch => None,
+        };
         Ok(Self {
             config,
+            queue,
             chainer,
-            file,
+            file: Arc::new(file),
             len,
             since_checkpoint: 0,
             dirty: false,
+            syncer,
+            in_flight: None,
+            spare: Vec::new(),
         })
     }
 
-    /// Writes the not yet written tail of `seg` to the file without syncing, while it is
-    /// still in the CPU cache. On an error the file is cut back to before the segment and the
-    /// whole segment is left to [`Writer::finish_segment`] and its retries.
-    fn stream(&mut self, seg: &mut Segment) {
-        if seg.start.is_none() {
-            if self.rotate_if_full(seg.first).is_err() {
-                return;
-            }
-            seg.start = Some(self.len);
-        }
-        let part = seg.buf.get(seg.written..).unwrap_or(&[]);
-        match self.file.write_all(part) {
-            Ok(()) => {
-                self.len = self.len.saturating_add(part.len() as u64);
-                seg.written = seg.buf.len();
-                self.dirty = true;
-            }
-            Err(_) => self.unwind(seg),
+    /// An empty segment for the chain's next records.
+    fn segment(&mut self) -> Segment {
+        let mut buf = std::mem::take(&mut self.spare);
+        buf.clear();
+        buf.reserve(1 << 16);
+        Segment {
+            first: self.chainer.size(),
+            buf,
+            start: None,
+            written: 0,
+            events: 0,
+            failed: false,
         }
     }
 
-    /// Writes the rest of `seg` and applies the durability policy. On an error the file is cut
-    /// back to before the segment, so a retry writes the whole segment once.
-    fn finish_segment(&mut self, seg: &mut Segment) -> std::io::Result<()> {
+    /// Keeps the buffer of an acknowledged segment for the next one.
+    fn recycle(&mut self, seg: Segment) {
+        if seg.buf.capacity() > self.spare.capacity() {
+            self.spare = seg.buf;
+        }
+    }
+
+    /// Gives `seg` its place at the end of the current file (starting a new file first if the
+    /// current one is full), unless it has one.
+    fn place(&mut self, seg: &mut Segment) -> std::io::Result<()> {
         if seg.start.is_none() {
             self.rotate_if_full(seg.first)?;
             seg.start = Some(self.len);
         }
-        let part = seg.buf.get(seg.written..).unwrap_or(&[]);
-        let result = self.file.write_all(part).and_then(|()| {
-            if self.config.durability == Durability::FsyncPerBatch {
-                self.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = result {
-            self.unwind(seg);
-            return Err(e);
-        }
-        self.len = self.len.saturating_add(part.len() as u64);
-        self.dirty = self.config.durability != Durability::FsyncPerBatch;
-        seg.start = None;
-        seg.written = 0;
-        seg.buf.clear();
         Ok(())
     }
 
-    /// Cuts any part of `seg` already written, so that nothing is written twice.
-    fn unwind(&mut self, seg: &mut Segment) {
-        if let Some(start) = seg.start.take() {
-            let _ = self.file.set_len(start);
-            let _ = self.file.seek(SeekFrom::End(0));
-            self.len = start;
+    /// Writes the not yet written tail of `seg` to the file without syncing, while it is
+    /// still in the CPU cache. After an error nothing more of the segment is written here:
+    /// [`Writer::finish`] writes it again whole.
+    fn stream(&mut self, seg: &mut Segment) {
+        if seg.failed {
+            return;
         }
-        seg.written = 0;
+        if self.place(seg).is_err() {
+            seg.failed = true;
+            return;
+        }
+        let part = seg.buf.get(seg.written..).unwrap_or(&[]);
+        match write_bytes(&self.file, part, self.config.faults.as_ref()) {
+            Ok(()) => {
+                self.len = self.len.saturating_add(part.len() as u64);
+                seg.written = seg.buf.len();
+            }
+            Err(e) => {
+                self.queue.fail(format!("writing audit file: {e}"));
+                seg.failed = true;
+            }
+        }
+    }
+
+    /// Writes the rest of `seg`, waits for the `fsync` of the segment before it, and hands
+    /// `seg` to the `fsync` stage, so that its `fsync` runs while the next segment is
+    /// serialized. If this segment's write or the previous segment's `fsync` failed, both
+    /// (neither acknowledged) are written again from memory, in order, and fsynced before
+    /// anything else. `false` if the writer gives up (the file stays unwritable at shutdown).
+    fn finish(&mut self, mut seg: Segment) -> bool {
+        self.stream(&mut seg);
+        let mut redo = Vec::with_capacity(2);
+        if let Some(prev) = self.in_flight.take() {
+            match self.wait_sync() {
+                Ok(()) => self.recycle(prev),
+                Err(e) => {
+                    self.queue.fail(format!("syncing audit file: {e}"));
+                    redo.push(prev);
+                }
+            }
+        }
+        if redo.is_empty() && !seg.failed {
+            return self.submit(seg);
+        }
+        redo.push(seg);
+        self.rewrite(redo)
+    }
+
+    /// Hands a written segment to the `fsync` stage, which acknowledges its events once the
+    /// `fsync` succeeded. Without that stage (`FlushPerBatch`) the events count as written now.
+    fn submit(&mut self, seg: Segment) -> bool {
+        let Some(syncer) = &self.syncer else {
+            self.dirty = true;
+            self.queue.complete(seg.events);
+            self.recycle(seg);
+            return true;
+        };
+        let job = SyncJob {
+            file: Arc::clone(&self.file),
+            events: seg.events,
+        };
+        if syncer.jobs.send(job).is_ok() {
+            self.in_flight = Some(seg);
+            true
+        } else {
+            // The fsync thread is gone (it never stops on its own): sync here instead.
+            self.rewrite(vec![seg])
+        }
+    }
+
+    /// The result of the running `fsync`.
+    fn wait_sync(&self) -> std::io::Result<()> {
+        match &self.syncer {
+            Some(s) => s
+                .results
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread stopped"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the running `fsync`, and writes its segment again if it failed. `false` if the
+    /// writer gives up.
+    fn drain(&mut self) -> bool {
+        let Some(prev) = self.in_flight.take() else {
+            return true;
+        };
+        match self.wait_sync() {
+            Ok(()) => {
+                self.recycle(prev);
+                true
+            }
+            Err(e) => {
+                self.queue.fail(format!("syncing audit file: {e}"));
+                self.rewrite(vec![prev])
+            }
+        }
+    }
+
+    /// Writes `segs` (consecutive and unacknowledged, the first one placed in the current file
+    /// or not placed yet) again from memory and fsyncs them, retrying with backoff, then
+    /// acknowledges their events. `false` if the writer gives up (the file stays unwritable at
+    /// shutdown).
+    fn rewrite(&mut self, mut segs: Vec<Segment>) -> bool {
+        let mut attempt = 0u32;
+        while let Err(e) = self.try_rewrite(&mut segs) {
+            self.queue.fail(format!("writing audit file: {e}"));
+            attempt = attempt.saturating_add(1);
+            if self.queue.is_closed() && attempt > 50 {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
+        }
+        self.queue.complete(segs.iter().map(|s| s.events).sum());
+        for seg in segs {
+            self.recycle(seg);
+        }
+        true
+    }
+
+    fn try_rewrite(&mut self, segs: &mut [Segment]) -> std::io::Result<()> {
+        let Some(first) = segs.first_mut() else {
+            return Ok(());
+        };
+        self.place(first)?;
+        let start = first.start.unwrap_or(self.len);
+        // Everything from the first unacknowledged byte is cut (a torn write, or lines whose
+        // fsync failed), so each record ends up in the file once, in order.
+        self.file.set_len(start)?;
+        self.len = start;
+        for seg in segs.iter_mut() {
+            seg.start = Some(self.len);
+            seg.written = 0;
+            write_bytes(&self.file, &seg.buf, self.config.faults.as_ref())?;
+            self.len = self.len.saturating_add(seg.buf.len() as u64);
+            seg.written = seg.buf.len();
+        }
+        sync_data(&self.file, self.config.faults.as_ref())?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Redacts, chains and writes `batch`, handing each segment to the `fsync` stage. `false`
+    /// if the writer gives up.
+    fn write_batch(&mut self, batch: &mut Vec<AuditEvent>) -> bool {
+        let max = self.config.max_file_bytes;
+        let mut seg = self.segment();
+        // A full file is replaced before the first record: count from zero then.
+        let mut projected = if self.len >= max { 0 } else { self.len };
+        for mut event in batch.drain(..) {
+            self.config.redactor.redact(&mut event);
+            seg.events = seg.events.saturating_add(1);
+            let before = seg.buf.len();
+            if let Err(e) = self.chainer.push_line(&event, &mut seg.buf) {
+                self.queue.fail(e.to_string());
+                continue;
+            }
+            projected = projected.saturating_add((seg.buf.len() - before) as u64);
+            if projected >= max {
+                // The file is full after this record: the next one starts a new file.
+                if !self.finish(seg) {
+                    return false;
+                }
+                seg = self.segment();
+                projected = 0;
+            } else if seg.buf.len() - seg.written >= STREAM_BYTES {
+                self.stream(&mut seg);
+            }
+        }
+        seg.events == 0 || self.finish(seg)
     }
 
     fn after_batch(&mut self, n: u64) -> std::io::Result<()> {
@@ -384,14 +565,19 @@ impl Writer {
     /// Starts a new file, whose first record is `first_seq`, if the current one is full.
     fn rotate_if_full(&mut self, first_seq: u64) -> std::io::Result<()> {
         if self.len >= self.config.max_file_bytes {
-            self.sync()?;
-            self.file = new_file(&self.config, first_seq)?;
+            // The old file is settled first, so a rewrite after a failure never spans files.
+            self.settle()?;
+            self.file = Arc::new(new_file(&self.config, first_seq)?);
             self.len = 0;
         }
         Ok(())
     }
 
-    fn sync(&mut self) -> std::io::Result<()> {
+    /// Waits until everything written is fsynced.
+    fn settle(&mut self) -> std::io::Result<()> {
+        if !self.drain() {
+            return Err(std::io::Error::other("audit file unwritable"));
+        }
         if self.dirty {
             self.file.sync_data()?;
             self.dirty = false;
@@ -400,13 +586,14 @@ impl Writer {
     }
 
     fn checkpoint(&mut self) -> std::io::Result<()> {
+        if self.config.signer.is_none() {
+            return Ok(());
+        }
+        // A checkpoint never attests records that are not on disk.
+        self.settle()?;
         let Some(signer) = &self.config.signer else {
             return Ok(());
         };
-        if self.dirty {
-            self.file.sync_data()?;
-            self.dirty = false;
-        }
         let signed = signer.sign(self.chainer.size(), self.chainer.head());
         let path = self.config.checkpoint_path();
         let tmp = path.with_extension("checkpoint.tmp");
@@ -423,6 +610,82 @@ impl Writer {
         self.since_checkpoint = 0;
         Ok(())
     }
+
+    /// Stops the `fsync` stage (after [`Writer::settle`], it has nothing left to do).
+    fn stop(mut self) {
+        if let Some(Syncer { jobs, thread, .. }) = self.syncer.take() {
+            drop(jobs);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The second stage of the writer: `fsync`s a written segment while the writer serializes and
+/// writes the next one, and acknowledges the segment's events once its `fsync` succeeded.
+struct Syncer {
+    jobs: mpsc::Sender<SyncJob>,
+    results: mpsc::Receiver<std::io::Result<()>>,
+    thread: JoinHandle<()>,
+}
+
+struct SyncJob {
+    file: Arc<File>,
+    events: usize,
+}
+
+impl Syncer {
+    fn start(queue: Arc<Queue<AuditEvent>>, faults: Option<FaultHook>) -> std::io::Result<Self> {
+        let (jobs, job_rx) = mpsc::channel::<SyncJob>();
+        let (result_tx, results) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("palisade-fsync".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let result = sync_data(&job.file, faults.as_ref());
+                    if result.is_ok() {
+                        // Acknowledged here rather than by the writer, so that a waiting
+                        // `flush` returns as soon as its `fsync` is done.
+                        queue.complete(job.events);
+                    }
+                    if result_tx.send(result).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            jobs,
+            results,
+            thread,
+        })
+    }
+}
+
+/// Where an injected I/O failure strikes, in tests of the recovery paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IoStep {
+    /// A write of record lines.
+    Write,
+    /// An `fsync` of record lines.
+    Sync,
+}
+
+/// Decides, for each write or `fsync` of record lines, whether it fails.
+type FaultHook = Arc<dyn Fn(IoStep) -> bool + Send + Sync>;
+
+fn write_bytes(mut file: &File, bytes: &[u8], faults: Option<&FaultHook>) -> std::io::Result<()> {
+    if faults.is_some_and(|hook| hook(IoStep::Write)) {
+        // A torn write: part of the bytes reach the file before the error.
+        file.write_all(bytes.get(..bytes.len() / 2).unwrap_or(&[]))?;
+        return Err(std::io::Error::other("injected write failure"));
+    }
+    file.write_all(bytes)
+}
+
+fn sync_data(file: &File, faults: Option<&FaultHook>) -> std::io::Result<()> {
+    if faults.is_some_and(|hook| hook(IoStep::Sync)) {
+        return Err(std::io::Error::other("injected fsync failure"));
+    }
+    file.sync_data()
 }
 
 fn sync_dir(dir: &Path) {
@@ -454,73 +717,48 @@ struct Segment {
     start: Option<u64>,
     /// How much of `buf` is written.
     written: usize,
+    /// How many events the segment acknowledges (an event that failed to serialize counts,
+    /// reported through the sink's stats, so that `flush` does not wait for it forever).
+    events: usize,
+    /// A write of this segment failed: it is written again whole.
+    failed: bool,
 }
 
-/// Writes the rest of `seg`, retrying with backoff; `false` if the writer gives up (the file
-/// stays unwritable at shutdown).
-fn finish_with_retries(w: &mut Writer, queue: &Queue<AuditEvent>, seg: &mut Segment) -> bool {
-    let mut attempt = 0u32;
-    while let Err(e) = w.finish_segment(seg) {
-        queue.fail(format!("writing audit file: {e}"));
-        attempt = attempt.saturating_add(1);
-        if queue.is_closed() && attempt > 50 {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
-    }
-    true
-}
-
-fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
+fn run(mut w: Writer) {
+    let queue = Arc::clone(&w.queue);
     let mut batch = Vec::with_capacity(w.config.batch_max);
-    // The line buffer is kept from batch to batch: no large allocation per batch.
-    let mut seg = Segment {
-        first: w.chainer.size(),
-        buf: Vec::with_capacity(1 << 16),
-        start: None,
-        written: 0,
-    };
     loop {
-        let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
+        // While an fsync runs, take only what is already queued; with nothing queued, see the
+        // fsync through (and rewrite its segment if it failed) before waiting for events.
+        let wait = if w.in_flight.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        };
+        let (alive, flush) = queue.take(&mut batch, w.config.batch_max, wait);
         if !batch.is_empty() {
             let n = batch.len();
-            let mut projected = w.len;
-            for mut event in batch.drain(..) {
-                w.config.redactor.redact(&mut event);
-                if seg.buf.is_empty() {
-                    seg.first = w.chainer.size();
-                }
-                let before = seg.buf.len();
-                if let Err(e) = w.chainer.push_line(&event, &mut seg.buf) {
-                    queue.fail(e.to_string());
-                    continue;
-                }
-                projected = projected.saturating_add((seg.buf.len() - before) as u64);
-                if projected >= w.config.max_file_bytes {
-                    // The file is full after this record: the next one starts a new file.
-                    if !finish_with_retries(&mut w, queue, &mut seg) {
-                        tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
-                        return;
-                    }
-                    projected = 0;
-                } else if seg.buf.len() - seg.written >= STREAM_BYTES {
-                    w.stream(&mut seg);
-                }
-            }
-            if !seg.buf.is_empty() && !finish_with_retries(&mut w, queue, &mut seg) {
+            if !w.write_batch(&mut batch) {
                 tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
+                w.stop();
                 return;
             }
             if let Err(e) = w.after_batch(n as u64) {
                 queue.fail(format!("checkpointing: {e}"));
             }
-            queue.complete(n);
+        } else if alive && flush.is_none() {
+            if !w.drain() {
+                tracing::error!(target: "palisade_audit", "audit file unwritable at shutdown");
+                w.stop();
+                return;
+            }
+            continue;
         }
         if flush.is_some() || !alive {
-            let result = if w.since_checkpoint > 0 {
+            let result = if w.since_checkpoint > 0 && w.config.signer.is_some() {
                 w.checkpoint()
             } else {
-                w.sync()
+                w.settle()
             };
             if let Err(e) = result {
                 queue.fail(format!("checkpoint: {e}"));
@@ -530,6 +768,7 @@ fn run(mut w: Writer, queue: &Queue<AuditEvent>) {
             queue.ack_flush(ticket);
         }
         if !alive {
+            w.stop();
             return;
         }
     }
@@ -575,11 +814,10 @@ impl JsonlSink {
     pub fn open(config: JsonlConfig) -> Result<Self, AuditError> {
         let queue = Arc::new(Queue::new(config.capacity, config.overflow));
         let flush_timeout = config.flush_timeout;
-        let writer = Writer::open(config)?;
-        let q = Arc::clone(&queue);
+        let writer = Writer::open(config, Arc::clone(&queue))?;
         let thread = std::thread::Builder::new()
             .name("palisade-audit-jsonl".into())
-            .spawn(move || run(writer, &q))?;
+            .spawn(move || run(writer))?;
         Ok(Self {
             queue,
             thread: Mutex::new(Some(thread)),
@@ -632,5 +870,162 @@ impl AuditSink for JsonlSink {
 impl Drop for JsonlSink {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use palisade_core::audit::Action;
+    use palisade_core::time::UnixTime;
+
+    use super::*;
+
+    /// Which failures to inject: the second `fsync` fails, the third write fails (torn, half
+    /// written), or both. Batches below 128 KiB are written with one write each, so the third
+    /// write is that of the third batch, which the writer makes while the second batch's
+    /// `fsync` runs.
+    #[derive(Default)]
+    struct Script {
+        fail_sync: bool,
+        fail_write: bool,
+        /// Writes wait for this, so that the events queue up into several batches.
+        go: AtomicBool,
+        writes: AtomicU64,
+        syncs: AtomicU64,
+        /// The third batch was written while the second batch's `fsync` ran.
+        overlapped: AtomicBool,
+    }
+
+    impl Script {
+        fn hook(&self, step: IoStep) -> bool {
+            match step {
+                IoStep::Write => {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while !self.go.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let index = self.writes.fetch_add(1, Ordering::SeqCst);
+                    self.fail_write && index == 2
+                }
+                IoStep::Sync => {
+                    if self.syncs.fetch_add(1, Ordering::SeqCst) != 1 {
+                        return false;
+                    }
+                    // Hold this fsync until the third batch is written (or, when a file
+                    // rotation makes the writer wait for this fsync first, for a while).
+                    let deadline = Instant::now() + Duration::from_millis(500);
+                    while self.writes.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    self.overlapped
+                        .store(self.writes.load(Ordering::SeqCst) >= 3, Ordering::SeqCst);
+                    self.fail_sync
+                }
+            }
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(format!("palisade-audit-unit-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    /// Records `n` events through a sink with `script`'s failures and checks that every event
+    /// is in the trail exactly once, in order, that the trail verifies against the final
+    /// checkpoint, and that the failures happened. Returns whether a batch was written while
+    /// the failing fsync ran.
+    fn run_script(name: &str, script: Script, max_file_bytes: u64) -> bool {
+        const N: u64 = 400;
+        let dir = temp_dir(name);
+        let script = Arc::new(script);
+        let s = Arc::clone(&script);
+        let signer = CheckpointSigner::from_seed("k", "test/audit", &[7; 32]).unwrap();
+        let verifier = signer.verifier();
+        let sink = JsonlSink::open(
+            JsonlConfig::new(&dir, "audit")
+                .batch_max(16)
+                .max_file_bytes(max_file_bytes)
+                .checkpoints(signer, 100)
+                .inject_faults(move |step| s.hook(step)),
+        )
+        .unwrap();
+        for i in 0..N {
+            sink.record(
+                AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(i))
+                    .meta("i", i.to_string())
+                    .meta("password", "hunter2"),
+            );
+        }
+        script.go.store(true, Ordering::SeqCst);
+        sink.flush().unwrap();
+        let stats = sink.stats();
+        assert_eq!(stats.written, N);
+        assert!(stats.write_failures >= 1, "{stats:?}");
+        sink.shutdown().unwrap();
+
+        let files = trail_files(&dir, "audit").unwrap();
+        if max_file_bytes < 1 << 20 {
+            assert!(files.len() >= 3, "{files:?}");
+        }
+        let mut next = 0u64;
+        for f in &files {
+            let text = fs::read_to_string(f).unwrap();
+            assert!(!text.contains("hunter2"));
+            let name = f.file_name().unwrap().to_str().unwrap();
+            assert_eq!(name, format!("audit-{next:020}.jsonl"));
+            for line in text.lines() {
+                let rec = ChainRecord::from_line(line.as_bytes()).unwrap();
+                assert_eq!(rec.seq, next, "{name}");
+                assert_eq!(rec.event.metadata["i"], next.to_string());
+                next += 1;
+            }
+        }
+        assert_eq!(next, N);
+        let note = fs::read_to_string(dir.join("audit.checkpoint")).unwrap();
+        let cp = verifier.verify(&note, "test/audit").unwrap();
+        assert_eq!(cp.size(), N);
+        let report = verify_trail(&dir, "audit", &[cp]).unwrap();
+        assert!(
+            matches!(
+                report.verdict,
+                Verdict::Intact {
+                    records: N,
+                    attested: N,
+                    ..
+                }
+            ),
+            "{report:?}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+        script.overlapped.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn failures_while_a_later_batch_is_written_rewrite_both_batches() {
+        // With 8 KiB files the writer starts a new file every few batches and waits for the
+        // old file's fsync first, so there the failures need not meet a later batch.
+        for (name, fail_sync, fail_write, file_bytes) in [
+            ("fsync", true, false, 64 << 20),
+            ("write", false, true, 64 << 20),
+            ("both", true, true, 64 << 20),
+            ("rot-fsync", true, false, 8 << 10),
+            ("rot-write", false, true, 8 << 10),
+            ("rot-both", true, true, 8 << 10),
+        ] {
+            let script = Script {
+                fail_sync,
+                fail_write,
+                ..Script::default()
+            };
+            let overlapped = run_script(name, script, file_bytes);
+            assert!(overlapped || file_bytes < 1 << 20, "{name}");
+        }
     }
 }
