@@ -35,44 +35,60 @@ pub struct Decision {
     shadow_denied: bool,
     limit: u64,
     remaining: u64,
-    reset: Duration,
-    retry_after: Duration,
+    /// Nanoseconds, as the hot path computes them: a `Duration` is made only when asked for
+    /// (no division by 10^9 per decision, and a smaller value to return).
+    reset: u64,
+    retry_after: u64,
 }
 
 impl Decision {
     /// An admission.
     pub const fn allowed(limit: u64, remaining: u64, reset: Duration) -> Self {
+        Self::allowed_nanos(limit, remaining, saturating_nanos(reset))
+    }
+
+    /// [`Decision::allowed`] from nanoseconds.
+    #[inline]
+    const fn allowed_nanos(limit: u64, remaining: u64, reset: u64) -> Self {
         Self {
             allowed: true,
             shadow_denied: false,
             limit,
             remaining,
             reset,
-            retry_after: Duration::ZERO,
+            retry_after: 0,
         }
     }
 
     /// A denial; `retry_after` is raised to at least a microsecond.
-    pub fn denied(limit: u64, reset: Duration, retry_after: Duration) -> Self {
-        let retry_after = retry_after.max(Duration::from_micros(1));
+    pub const fn denied(limit: u64, reset: Duration, retry_after: Duration) -> Self {
+        Self::denied_nanos(
+            limit,
+            saturating_nanos(reset),
+            saturating_nanos(retry_after),
+        )
+    }
+
+    /// [`Decision::denied`] from nanoseconds.
+    #[inline]
+    const fn denied_nanos(limit: u64, reset: u64, retry_after: u64) -> Self {
+        let retry_after = if retry_after < 1_000 {
+            1_000
+        } else {
+            retry_after
+        };
         Self {
             allowed: false,
             shadow_denied: false,
             limit,
             remaining: 0,
-            reset: reset.max(retry_after),
+            reset: if reset > retry_after {
+                reset
+            } else {
+                retry_after
+            },
             retry_after,
         }
-    }
-
-    /// [`Decision::denied`] from nanoseconds.
-    #[inline]
-    fn denied_nanos(limit: u64, reset: u64, retry_after: u64) -> Self {
-        Self::denied(
-            limit,
-            Duration::from_nanos(reset),
-            Duration::from_nanos(retry_after),
-        )
     }
 
     /// An admission for a key that has no quota (allowlisted, or its resolver said none).
@@ -112,7 +128,7 @@ impl Decision {
 
     /// The time until the whole quota is available again.
     pub const fn reset(&self) -> Duration {
-        self.reset
+        Duration::from_nanos(self.reset)
     }
 
     /// For a denial, the time until the same request would be admitted (if nothing else is
@@ -121,7 +137,7 @@ impl Decision {
         if self.allowed && !self.shadow_denied {
             None
         } else {
-            Some(self.retry_after)
+            Some(Duration::from_nanos(self.retry_after))
         }
     }
 }
@@ -137,8 +153,17 @@ pub fn decide(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+/// `d` in nanoseconds, saturating at `u64::MAX` (584 years).
+const fn saturating_nanos(d: Duration) -> u64 {
+    let n = d.as_nanos();
+    if n > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        // In range: checked on the line above.
+        #[allow(clippy::cast_possible_truncation)]
+        let n = n as u64;
+        n
+    }
 }
 
 /// The sliding-window counter's decision.
@@ -149,7 +174,7 @@ pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decisi
         previous: counts.previous,
         window_start: counts.window_start,
     };
-    let period = nanos(quota.period()).max(1_000);
+    let period = saturating_nanos(quota.period()).max(1_000);
     counter_decision_at(quota.limit(), period, cost, counts.now, &seen)
 }
 
@@ -181,7 +206,7 @@ pub fn counter_decision_at(
     };
     if seen.admitted {
         let remaining = limit.saturating_sub(used);
-        return Decision::allowed(limit, remaining, Duration::from_nanos(reset));
+        return Decision::allowed_nanos(limit, remaining, reset);
     }
     if cost > limit {
         return Decision::denied_nanos(limit, reset, period);
@@ -328,6 +353,25 @@ mod tests {
         assert_eq!(d.retry_after(), Some(Duration::from_secs(90)));
         assert_eq!(mul_div(0, 60, 7), 0);
         assert_eq!(mul_div(3, 60, 7), 25);
+    }
+
+    #[test]
+    fn durations_round_trip_and_saturate() {
+        let d = Decision::denied(5, Duration::from_millis(1_500), Duration::from_nanos(10));
+        assert_eq!(d.retry_after(), Some(Duration::from_micros(1)));
+        assert_eq!(d.reset(), Duration::from_millis(1_500));
+        let d = Decision::denied(5, Duration::ZERO, Duration::from_secs(7));
+        assert_eq!(
+            d.reset(),
+            Duration::from_secs(7),
+            "reset is at least the retry"
+        );
+        // Past 584 years the nanoseconds saturate.
+        let d = Decision::denied(5, Duration::MAX, Duration::MAX);
+        assert_eq!(d.retry_after(), Some(Duration::from_nanos(u64::MAX)));
+        let a = Decision::allowed(5, 4, Duration::from_nanos(123_456_789_012));
+        assert_eq!(a.reset(), Duration::from_nanos(123_456_789_012));
+        assert_eq!(a.retry_after(), None);
     }
 
     #[test]
