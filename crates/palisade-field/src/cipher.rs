@@ -39,7 +39,6 @@
 use core::fmt;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
@@ -55,6 +54,7 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::context::{ByteOut, Writer};
 use crate::context::{Context, RowId};
+use crate::counter::EncryptionCounter;
 use crate::envelope::{
     self, Algorithm, BOUND_BLOCK, BoundHeader, Header, MAX_FIELD_KEY_ID_LEN, MAX_NONCE_LEN, TAG_LEN,
 };
@@ -243,13 +243,18 @@ struct CipherKey {
     /// Per-column subkeys, expanded once: keyed by algorithm id ‖ the HKDF info's table and
     /// column part.
     subkeys: RwLock<HashMap<Box<[u8]>, Arc<Prepared>>>,
-    encryptions: AtomicU64,
+    encryptions: EncryptionCounter,
     /// The bound header this cipher writes with this key.
     bound: BoundHeader,
 }
 
 impl CipherKey {
-    fn new(key: &Key, backend: Backend, bound: BoundHeader) -> Result<Self, FieldError> {
+    fn new(
+        key: &Key,
+        backend: Backend,
+        bound: BoundHeader,
+        limit: Option<u64>,
+    ) -> Result<Self, FieldError> {
         let material = key.material().expose_secret();
         Ok(Self {
             id: key.id().clone(),
@@ -258,7 +263,7 @@ impl CipherKey {
             xchacha: Prepared::new(backend, Algorithm::XChaCha20Poly1305, material)?,
             kdf: Hkdf::<Sha256>::new(None, material),
             subkeys: RwLock::new(HashMap::new()),
-            encryptions: AtomicU64::new(0),
+            encryptions: EncryptionCounter::new(limit),
             bound,
         })
     }
@@ -400,6 +405,11 @@ impl FieldCipherBuilder<'_> {
 
     /// Refuse to encrypt under a key once this cipher sealed `limit` values with it (`None`: no
     /// limit). Default: [`AES_GCM_RANDOM_NONCE_LIMIT`] for AES-256-GCM, none for XChaCha.
+    ///
+    /// Threads spend the limit from leases of 4,096 encryptions, so that they do not contend on
+    /// one counter; a lease's unused part goes back when its thread moves to another key or
+    /// exits. The limit is never passed, but near it, encryptions leased to one thread are not
+    /// available to another until they come back. Counts ([`FieldCipher::usage`]) stay exact.
     #[must_use]
     pub fn encryption_limit(mut self, limit: Option<u64>) -> Self {
         self.limit = limit;
@@ -439,7 +449,7 @@ impl FieldCipherBuilder<'_> {
             if *key.id() == active_id {
                 active = keys.len();
             }
-            keys.push(CipherKey::new(key, self.backend, bound)?);
+            keys.push(CipherKey::new(key, self.backend, bound, self.limit)?);
         }
         Ok(FieldCipher {
             keys,
@@ -447,7 +457,6 @@ impl FieldCipherBuilder<'_> {
             backend: self.backend,
             algorithm: self.algorithm,
             column_subkeys: self.column_subkeys,
-            limit: self.limit,
             audit: self.audit,
             rng: self.rng,
         })
@@ -462,7 +471,6 @@ pub struct FieldCipher {
     backend: Backend,
     algorithm: Algorithm,
     column_subkeys: bool,
-    limit: Option<u64>,
     audit: Arc<dyn AuditSink>,
     rng: Arc<dyn SecureRandom>,
 }
@@ -516,7 +524,7 @@ impl FieldCipher {
             .map(|k| KeyUsage {
                 id: k.id.clone(),
                 state: k.state,
-                encryptions: k.encryptions.load(Ordering::Relaxed),
+                encryptions: k.encryptions.count(),
             })
             .collect()
     }
@@ -536,9 +544,7 @@ impl FieldCipher {
         let key = self.active_key();
         let algorithm = self.algorithm;
         let prepared = key.for_value(self.backend, algorithm, self.column_subkeys, ctx)?;
-        let n = key.encryptions.fetch_add(1, Ordering::Relaxed);
-        if self.limit.is_some_and(|limit| n >= limit) {
-            key.encryptions.fetch_sub(1, Ordering::Relaxed);
+        if !key.encryptions.take() {
             return Err(FieldError::LimitReached { id: key.id.clone() });
         }
         let bound_len = key.bound.len();

@@ -4,6 +4,7 @@
 pub mod blind;
 pub mod cipher;
 pub mod context;
+mod counter;
 pub mod encrypted;
 pub mod envelope;
 mod error;
