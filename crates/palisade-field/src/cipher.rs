@@ -308,12 +308,24 @@ impl CipherKey {
         let clen = u16::try_from(column.len())
             .map_err(|_| too_long())?
             .to_be_bytes();
-        let cache_key = [&[algorithm.id()][..], &tlen, table, &clen, column].concat();
+        // The cache key, on the stack when it fits: a lookup allocates nothing.
+        let mut stack = [0u8; AAD_STACK];
+        let mut w = Writer::new(&mut stack);
+        let mut heap = Vec::new();
+        let parts: [&[u8]; 5] = [&[algorithm.id()], &tlen, table, &clen, column];
+        parts.iter().for_each(|p| w.put(p));
+        let cache_key = match w.written() {
+            Some(key) => key,
+            None => {
+                parts.iter().for_each(|p| heap.put(p));
+                &heap
+            }
+        };
         let cached = self
             .subkeys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(cache_key.as_slice())
+            .get(cache_key)
             .cloned();
         if let Some(prepared) = cached {
             return Ok(prepared);
@@ -325,7 +337,7 @@ impl CipherKey {
         let prepared = Arc::new(Prepared::new(backend, algorithm, &*okm)?);
         let mut cache = self.subkeys.write().unwrap_or_else(PoisonError::into_inner);
         if cache.len() < MAX_CACHED_SUBKEYS {
-            cache.insert(cache_key.into_boxed_slice(), prepared.clone());
+            cache.insert(cache_key.into(), prepared.clone());
         }
         Ok(prepared)
     }
