@@ -234,8 +234,8 @@ const MIN_SWEEP: usize = 64;
 /// The most cost a counter slot holds in one fixed window (its counts are `u32`).
 const COUNT_MAX: u64 = u32::MAX as u64;
 
-/// A counter key's slot: 32 bytes, two to a cache line, so that a hundred thousand keys take
-/// 4 MiB of table rather than 8 (see [`MemoryRateStore`], *Memory*).
+/// A counter key's full-width slot: 32 bytes, two to a cache line. Every counter operation
+/// runs on this form; a key is stored in it when its state does not fit a [`CompactSlot`].
 ///
 /// The key itself is not stored: `hash`, the store's keyed 64-bit hash of it, is its identity
 /// (see [`MemoryRateStore`], *Identity*). Keeping the hash also lets the table grow without
@@ -389,7 +389,72 @@ impl LogSlot {
     }
 }
 
-/// The bytes of one counter slot, as documented on [`MemoryRateStore`].
+/// A counter key's slot in the table of its period: 16 bytes, four to a cache line, so a
+/// hundred thousand keys take 2 MiB of table. It holds what a [`CounterSlot`] holds when that
+/// fits: the period is the table's, the window is its index (`start / period`, below 2^32)
+/// and the two counts are below 2^16. A key whose state stops fitting moves to the shard's
+/// [`CounterSlot`]s for good (see [`ShardInner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(16))]
+struct CompactSlot {
+    hash: u64,
+    window: u32,
+    current: u16,
+    previous: u16,
+}
+
+impl CompactSlot {
+    /// The same state as a [`CounterSlot`] of `period`.
+    #[inline]
+    fn widen(self, period: u64) -> CounterSlot {
+        CounterSlot {
+            hash: self.hash,
+            period,
+            // At most the `start` it was made from (see `narrow`): no overflow.
+            start: u64::from(self.window).saturating_mul(period),
+            current: u32::from(self.current),
+            previous: u32::from(self.previous),
+        }
+    }
+
+    /// `wide`'s state, if it fits, given the slot it was widened from (if any), whose window
+    /// index is reused while the window is the same (no division on the hot path).
+    #[inline]
+    fn narrow(wide: &CounterSlot, before: Option<(u64, u32)>) -> Option<Self> {
+        let window = match before {
+            Some((start, window)) if start == wide.start => window,
+            // `start` is a multiple of the period (`CounterSlot::apply` keeps it one).
+            _ => u32::try_from(wide.start / wide.period.max(1)).ok()?,
+        };
+        Some(Self {
+            hash: wide.hash,
+            window,
+            current: u16::try_from(wide.current).ok()?,
+            previous: u16::try_from(wide.previous).ok()?,
+        })
+    }
+
+    /// Whether the slot holds nothing that can still count at `now`, under `period`.
+    fn is_dead(&self, period: u64, now: u64) -> bool {
+        now >= u64::from(self.window)
+            .saturating_add(2)
+            .saturating_mul(period)
+    }
+}
+
+/// The compact counter slots of one period, in one shard.
+#[derive(Debug)]
+struct PeriodTable {
+    period: u64,
+    slots: HashTable<CompactSlot>,
+}
+
+/// The most periods a shard keeps compact tables for; keys of further periods take
+/// [`CounterSlot`]s. A table is dropped once its keys are swept, so this bounds the periods in
+/// use at once, not over the store's life.
+const MAX_PERIODS: usize = 4;
+
+/// The bytes of one full-width counter slot, as documented on [`MemoryRateStore`].
 #[cfg(test)]
 const SLOT_BYTES: usize = 32;
 
@@ -399,9 +464,15 @@ struct Shard {
     inner: Mutex<ShardInner>,
 }
 
+/// One shard's keys. A counter key is in exactly one place: in the compact table of its
+/// period while its state fits a [`CompactSlot`], in `counters` once it does not (or when the
+/// shard already has [`MAX_PERIODS`] compact tables). A key whose quota changes period starts
+/// afresh in the new period's place; its old state stays until swept.
 #[derive(Debug)]
 struct ShardInner {
-    /// Counter keys, found by their hash.
+    /// Counter keys in 16-byte slots, one table per period: where nearly every key lives.
+    compact: Vec<PeriodTable>,
+    /// Counter keys whose state does not fit a compact slot, found by their hash.
     counters: HashTable<CounterSlot>,
     /// Log keys, apart so that the counters' slots stay small.
     logs: HashTable<LogSlot>,
@@ -410,7 +481,8 @@ struct ShardInner {
 
 impl ShardInner {
     fn len(&self) -> usize {
-        self.counters.len() + self.logs.len()
+        let compact: usize = self.compact.iter().map(|t| t.slots.len()).sum();
+        compact + self.counters.len() + self.logs.len()
     }
 
     /// Makes room for one more key if the shard may take it: sweeps dead keys when the shard
@@ -421,6 +493,12 @@ impl ShardInner {
     fn make_room(&mut self, now: u64, max: usize) -> Result<(), StoreError> {
         let len = self.len();
         if len >= self.sweep_at || len >= max {
+            for table in &mut self.compact {
+                let period = table.period;
+                table.slots.retain(|s| !s.is_dead(period, now));
+            }
+            // An empty table makes room for another period.
+            self.compact.retain(|t| !t.slots.is_empty());
             self.counters.retain(|s| !s.is_dead(now));
             self.logs.retain(|s| !s.is_dead(now));
             self.sweep_at = self.len().saturating_mul(2).max(MIN_SWEEP);
@@ -443,12 +521,17 @@ impl ShardInner {
 /// fail-open or fail-closed policy applies) rather than evicting a live key, which would reset a
 /// counter and admit more than the limit.
 ///
-/// A counter key takes one table slot of 32 bytes, whatever the key's length (its hash, its
-/// period, its window's start, and the current and previous windows' costs as `u32`), plus one
-/// control byte, at a load between 44% and 87.5%: 38 to 75 bytes of table. Two slots share a
-/// cache line, and a lookup reads one control group and one slot. A log key takes a 48-byte
-/// slot in a table of its own (so counters do not pay for it), 55 to 110 bytes of table, plus 8
-/// bytes per entry (at most `limit` entries).
+/// A counter key takes one 16-byte slot (its hash, its window's index, and the current and
+/// previous windows' costs as `u16`) in its shard's table for its period, plus one control
+/// byte, at a load between 44% and 87.5%: 20 to 39 bytes of table, whatever the key's length.
+/// Four slots share a cache line, and a lookup reads one control group and one slot. A key
+/// moves for good to a 32-byte slot (38 to 75 bytes of table: its hash, its period, its
+/// window's start and the costs as `u32`) when a window's cost passes 65 535, when its window
+/// index passes 2^32 (periods under about 0.4 s today), or when its shard already has tables
+/// for four other periods. A key whose quota changes period starts afresh under the new one;
+/// the old period's state is kept, and counted against the cap, until swept (two old periods
+/// at most). A log key takes a 48-byte slot in a table of its own (so counters do not pay for
+/// it), 55 to 110 bytes of table, plus 8 bytes per entry (at most `limit` entries).
 ///
 /// # Counts
 /// A counter holds at most 2^32 − 1 of cost per fixed window: an acquire that would go past it
@@ -506,6 +589,7 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             shards: (0..SHARDS)
                 .map(|_| Shard {
                     inner: Mutex::new(ShardInner {
+                        compact: Vec::new(),
                         counters: HashTable::new(),
                         logs: HashTable::new(),
                         sweep_at: MIN_SWEEP,
@@ -583,7 +667,26 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
     ) -> Result<CounterCounts, StoreError> {
         let period = period_nanos.max(1_000);
         let now = now.as_nanos();
-        let (hash, mut inner) = self.lock(key)?;
+        let (hash, mut guard) = self.lock(key)?;
+        let inner = &mut *guard;
+        let table = inner.compact.iter_mut().position(|t| t.period == period);
+        if let Some(table) = table.and_then(|i| inner.compact.get_mut(i))
+            && let Ok(entry) = table.slots.find_entry(hash, |s| s.hash == hash)
+        {
+            let compact = *entry.get();
+            let mut slot = compact.widen(period);
+            let before = (slot.start, compact.window);
+            let seen = slot.apply(op, limit, period, now);
+            match CompactSlot::narrow(&slot, Some(before)) {
+                Some(narrow) => *entry.into_mut() = narrow,
+                None => {
+                    // Moves, so the number of keys is unchanged: no room to make.
+                    entry.remove();
+                    inner.counters.insert_unique(hash, slot, |s| s.hash);
+                }
+            }
+            return Ok(seen);
+        }
         if let Some(slot) = inner.counters.find_mut(hash, |s| s.hash == hash) {
             return Ok(slot.apply(op, limit, period, now));
         }
@@ -595,6 +698,25 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             return Ok(seen);
         }
         inner.make_room(now, self.max_per_shard)?;
+        if let Some(narrow) = CompactSlot::narrow(&slot, None) {
+            // After `make_room`, which may have dropped empty tables.
+            let table = inner.compact.iter().position(|t| t.period == period);
+            let table = match table {
+                Some(i) => inner.compact.get_mut(i),
+                None if inner.compact.len() < MAX_PERIODS => {
+                    inner.compact.push(PeriodTable {
+                        period,
+                        slots: HashTable::new(),
+                    });
+                    inner.compact.last_mut()
+                }
+                None => None,
+            };
+            if let Some(table) = table {
+                table.slots.insert_unique(hash, narrow, |s| s.hash);
+                return Ok(seen);
+            }
+        }
         inner.counters.insert_unique(hash, slot, |s| s.hash);
         Ok(seen)
     }
@@ -809,9 +931,10 @@ mod tests {
 
     #[test]
     fn documented_slot_size() {
+        assert_eq!(core::mem::size_of::<CompactSlot>(), 16);
         assert_eq!(core::mem::size_of::<CounterSlot>(), SLOT_BYTES);
-        // Two slots to a cache line, none across two.
-        assert_eq!(64 % core::mem::align_of::<CounterSlot>(), 0);
+        // Four and two slots to a cache line, none across two.
+        assert_eq!(core::mem::align_of::<CompactSlot>(), 16);
         assert_eq!(core::mem::align_of::<CounterSlot>(), SLOT_BYTES);
         assert_eq!(core::mem::size_of::<LogSlot>(), 48);
     }
@@ -978,39 +1101,130 @@ mod tests {
     fn a_new_period_starts_afresh_and_kinds_are_apart() {
         let s = MemoryRateStore::new();
         let t0 = UnixTime::from_secs(6_000);
-        let counter = |period, op| RateRequest::new(WindowKind::Counter, period, 1, op);
-        assert!(
-            s.apply_at(b"k", counter(MIN, RateOp::Acquire(1)), t0)
-                .unwrap()
-                .admitted
-        );
-        assert!(
-            !s.apply_at(b"k", counter(MIN, RateOp::Acquire(1)), t0)
-                .unwrap()
-                .admitted
-        );
+        let admits = |period, kind, op| {
+            let req = RateRequest::new(kind, period, 1, op);
+            s.apply_at(b"k", req, t0).unwrap().admitted
+        };
+        let (counter, log) = (WindowKind::Counter, WindowKind::Log);
+        assert!(admits(MIN, counter, RateOp::Acquire(1)));
+        assert!(!admits(MIN, counter, RateOp::Acquire(1)));
         // The quota's period changed at run time: the windows are laid out again.
         let hour = Duration::from_secs(3_600);
-        let c = s
-            .apply_at(b"k", counter(hour, RateOp::Acquire(1)), t0)
-            .unwrap();
+        let req = RateRequest::new(counter, hour, 1, RateOp::Acquire(1));
+        let c = s.apply_at(b"k", req, t0).unwrap();
         assert!(c.admitted, "{c:?}");
         assert_eq!(c.window_start, UnixTime::from_secs(3_600));
-        assert!(
-            !s.apply_at(b"k", counter(hour, RateOp::Acquire(1)), t0)
-                .unwrap()
-                .admitted
-        );
+        assert!(!admits(hour, counter, RateOp::Acquire(1)));
+        // Back to the first period within its window: its count is still there.
+        assert!(!admits(MIN, counter, RateOp::Peek(1)));
         // A log on the same key is a state of its own, and neither touches the other.
-        let log = RateRequest::new(WindowKind::Log, hour, 1, RateOp::Acquire(1));
-        assert!(s.apply_at(b"k", log, t0).unwrap().admitted);
-        assert!(!s.apply_at(b"k", log, t0).unwrap().admitted);
-        assert!(
-            !s.apply_at(b"k", counter(hour, RateOp::Peek(1)), t0)
-                .unwrap()
-                .admitted
-        );
-        assert_eq!(s.len(), 2);
+        assert!(admits(hour, log, RateOp::Acquire(1)));
+        assert!(!admits(hour, log, RateOp::Acquire(1)));
+        assert!(!admits(hour, counter, RateOp::Peek(1)));
+        assert_eq!(s.len(), 3);
+    }
+
+    /// Keys hash to distinct values, all in shard 0: a shard with many periods.
+    #[derive(Debug, Clone, Default)]
+    struct OneShard;
+
+    impl BuildHasher for OneShard {
+        type Hasher = OneShardHasher;
+        fn build_hasher(&self) -> OneShardHasher {
+            OneShardHasher(0xcbf2_9ce4_8422_2325)
+        }
+    }
+
+    struct OneShardHasher(u64);
+
+    impl std::hash::Hasher for OneShardHasher {
+        fn finish(&self) -> u64 {
+            self.0 & !(0x3f << 48)
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+
+    /// Periods of the trace below: more than `MAX_PERIODS`, and a sub-second one whose window
+    /// index does not fit a compact slot.
+    const PERIODS_MS: [u64; 7] = [1_000, 60_000, 3_600_000, 2_000, 5_000, 7_000, 250];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The compact slots, the moves out of them and the period tables answer exactly as
+        /// one full-width counter per key: each key keeps one period, costs up to 70 000 take
+        /// counts past 2^16, limits go up to `u64::MAX`.
+        #[test]
+        fn compact_slots_answer_as_full_width_counters(
+            steps in proptest::collection::vec(
+                (0u64..3_000_000, proptest::bool::weighted(0.05), 0u8..7, 0u8..4,
+                 proptest::prop_oneof![0u64..4, 60_000u64..70_000], 0usize..4),
+                1..200,
+            )
+        ) {
+            let s = MemoryRateStore::with_clock_and_hasher(SystemClock, OneShard);
+            let mut reference: std::collections::HashMap<u8, CounterSlot> =
+                std::collections::HashMap::new();
+            let mut now = 1_700_000_000_000_000_000u64;
+            let limits = [3, 100_000, 1 << 40, u64::MAX];
+            for (gap_us, back, key, op, cost, limit) in steps {
+                now = if back { now - gap_us * 1_000 } else { now + gap_us * 1_000 };
+                let period = PERIODS_MS[usize::from(key)] * 1_000_000;
+                let op = match op {
+                    0 => RateOp::Peek(cost),
+                    1 => RateOp::Refund(cost),
+                    2 if cost == 0 => RateOp::Clear,
+                    _ => RateOp::Acquire(cost),
+                };
+                let limit = limits[limit];
+                let got = s
+                    .apply_counter_at(&[key], op, limit, period, UnixTime::from_nanos(now))
+                    .unwrap();
+                // Like the store, remember a new key only if it holds something.
+                let want = match reference.get_mut(&key) {
+                    Some(slot) => slot.apply(op, limit, period, now),
+                    None => {
+                        let mut slot = CounterSlot::new(0, period);
+                        let want = slot.apply(op, limit, period, now);
+                        if slot.current != 0 || slot.previous != 0 {
+                            reference.insert(key, slot);
+                        }
+                        want
+                    }
+                };
+                proptest::prop_assert_eq!(got, want, "key {} {:?} at {}", key, op, now);
+            }
+        }
+    }
+
+    #[test]
+    fn counts_past_a_compact_slot_move_it_whole() {
+        let s = MemoryRateStore::with_clock_and_hasher(SystemClock, OneShard);
+        let t0 = UnixTime::from_secs(6_000);
+        let req = |op| RateRequest::new(WindowKind::Counter, MIN, 1 << 20, op);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(65_535)), t0).unwrap();
+        assert_eq!(c.current, 65_535);
+        let lock = |s: &MemoryRateStore<SystemClock, OneShard>| {
+            let (_, inner) = s.lock(b"k").unwrap();
+            (inner.compact.len(), inner.counters.len())
+        };
+        assert_eq!(lock(&s), (1, 0), "a compact slot");
+        let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t0).unwrap();
+        assert_eq!(c.current, 65_536);
+        assert_eq!(lock(&s), (1, 1), "moved; the empty table stays until swept");
+        let (_, inner) = s.lock(b"k").unwrap();
+        assert_eq!(inner.compact.first().map(|t| t.slots.len()), Some(0));
+        assert_eq!(inner.counters.len(), 1, "moved to a full-width slot");
+        drop(inner);
+        // One key still, found where it moved, and counted on.
+        let t1 = UnixTime::from_secs(6_090);
+        let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t1).unwrap();
+        assert_eq!((c.current, c.previous), (1, 65_536));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

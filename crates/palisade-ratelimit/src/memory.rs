@@ -5,8 +5,9 @@
 //! [`MemoryRateStore`]: 64 independently locked shards (no global lock on the hot path), a
 //! randomly seeded hasher, idle keys swept as the table grows, and a hard cap on keys (default
 //! one million) so a flood of new keys cannot grow it without bound. The bytes per key are
-//! documented on [`MemoryRateStore`]: 38 to 75 bytes for a counter key of any length
-//! (a 32-byte slot, two to a cache line), 55 to 110 for a log key plus 8 bytes per entry.
+//! documented on [`MemoryRateStore`]: 20 to 39 bytes for a counter key of any length
+//! (a 16-byte slot, four to a cache line; 38 to 75 once a window's cost passes 65 535), 55 to
+//! 110 for a log key plus 8 bytes per entry.
 //!
 //! # Errors
 //! [`RateLimitError::Unavailable`] when a new key finds its shard full; its
