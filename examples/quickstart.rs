@@ -234,7 +234,7 @@ async fn run() -> Result<(), Error> {
         .audit(sink.clone())
         .build()?;
     assert_eq!(
-        after.decrypt(&stored_secret, &row)?.as_slice(),
+        after.decrypt(&stored_secret, &row)?.as_ref(),
         enrollment.secret().expose_secret()
     );
     println!("   {q3} retired; the secret still decrypts");

@@ -59,6 +59,7 @@ use crate::envelope::{
     self, Algorithm, BOUND_BLOCK, BoundHeader, Header, MAX_FIELD_KEY_ID_LEN, MAX_NONCE_LEN, TAG_LEN,
 };
 use crate::error::FieldError;
+use crate::plaintext::Plaintext;
 
 /// The NIST SP 800-38D bound on random-nonce AES-GCM encryptions under one key: 2^32.
 pub const AES_GCM_RANDOM_NONCE_LIMIT: u64 = 1 << 32;
@@ -608,7 +609,7 @@ impl FieldCipher {
         &self,
         stored: impl AsRef<[u8]>,
         ctx: &Context<'_>,
-    ) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+    ) -> Result<Plaintext, FieldError> {
         let stored = stored.as_ref();
         self.open(stored, ctx)
             .inspect_err(|e| self.record_failure(e, stored, ctx))
@@ -623,13 +624,12 @@ impl FieldCipher {
         stored: impl AsRef<[u8]>,
         ctx: &Context<'_>,
     ) -> Result<Zeroizing<String>, FieldError> {
-        let mut bytes = self.decrypt(stored, ctx)?;
-        let text = String::from_utf8(core::mem::take(&mut *bytes))
-            .map_err(|_| FieldError::malformed("plaintext is not utf-8"))?;
-        Ok(Zeroizing::new(text))
+        self.decrypt(stored, ctx)?
+            .into_string()
+            .ok_or_else(|| FieldError::malformed("plaintext is not utf-8"))
     }
 
-    fn open(&self, stored: &[u8], ctx: &Context<'_>) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+    fn open(&self, stored: &[u8], ctx: &Context<'_>) -> Result<Plaintext, FieldError> {
         ctx.check()?;
         let raw = envelope::to_raw(stored)?;
         let header = Header::parse_sealed(&raw)?;
@@ -651,19 +651,19 @@ impl FieldCipher {
             .first_chunk::<BOUND_BLOCK>()
             .ok_or_else(|| FieldError::malformed("truncated ciphertext"))?;
         // The plaintext buffer holds just the sealed data, not the tag, so that zeroizing it on
-        // drop (byte by byte, over its whole capacity) costs no more than it must; the
-        // associated data is built on the stack when it fits.
-        let mut buf = Zeroizing::new(data.to_vec());
+        // drop costs no more than it must; the associated data is built on the stack when it
+        // fits.
+        let mut buf = Plaintext::new(data.to_vec());
         let mut stack = [0u8; AAD_STACK];
         let bound = bound.get(..header.bound_len()).unwrap_or_default();
         let mut w = Writer::new(&mut stack);
         write_aad(&mut w, bound, ctx);
         match w.written() {
-            Some(aad) => prepared.open(header.nonce(), aad, &mut buf, tag)?,
+            Some(aad) => prepared.open(header.nonce(), aad, buf.as_mut_slice(), tag)?,
             None => {
                 let mut aad = Vec::with_capacity(bound.len() + ctx.encoded_len());
                 write_aad(&mut aad, bound, ctx);
-                prepared.open(header.nonce(), &aad, &mut buf, tag)?;
+                prepared.open(header.nonce(), &aad, buf.as_mut_slice(), tag)?;
             }
         }
         Ok(buf)

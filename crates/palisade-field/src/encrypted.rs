@@ -31,12 +31,12 @@ use std::borrow::Cow;
 
 use palisade_core::secret::SecretBytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroizing;
 
 use crate::cipher::FieldCipher;
 use crate::context::Context;
 use crate::envelope::{self, Header};
 use crate::error::FieldError;
+use crate::plaintext::Plaintext;
 
 /// A plaintext type that [`Encrypted`] can hold.
 pub trait FieldValue: Sized {
@@ -46,15 +46,15 @@ pub trait FieldValue: Sized {
     ///
     /// # Errors
     /// [`FieldError::Malformed`] when the bytes are not a valid value of this type.
-    fn from_plaintext(bytes: Zeroizing<Vec<u8>>) -> Result<Self, FieldError>;
+    fn from_plaintext(bytes: Plaintext) -> Result<Self, FieldError>;
 }
 
 impl FieldValue for Vec<u8> {
     fn to_plaintext(&self) -> Cow<'_, [u8]> {
         Cow::Borrowed(self)
     }
-    fn from_plaintext(mut bytes: Zeroizing<Vec<u8>>) -> Result<Self, FieldError> {
-        Ok(core::mem::take(&mut *bytes))
+    fn from_plaintext(bytes: Plaintext) -> Result<Self, FieldError> {
+        Ok(bytes.into_vec())
     }
 }
 
@@ -62,9 +62,11 @@ impl FieldValue for String {
     fn to_plaintext(&self) -> Cow<'_, [u8]> {
         Cow::Borrowed(self.as_bytes())
     }
-    fn from_plaintext(mut bytes: Zeroizing<Vec<u8>>) -> Result<Self, FieldError> {
-        String::from_utf8(core::mem::take(&mut *bytes))
-            .map_err(|_| FieldError::malformed("plaintext is not utf-8"))
+    fn from_plaintext(bytes: Plaintext) -> Result<Self, FieldError> {
+        let mut text = bytes
+            .into_string()
+            .ok_or_else(|| FieldError::malformed("plaintext is not utf-8"))?;
+        Ok(core::mem::take(&mut *text))
     }
 }
 
@@ -72,8 +74,8 @@ impl FieldValue for SecretBytes {
     fn to_plaintext(&self) -> Cow<'_, [u8]> {
         Cow::Borrowed(self.expose_secret())
     }
-    fn from_plaintext(mut bytes: Zeroizing<Vec<u8>>) -> Result<Self, FieldError> {
-        Ok(SecretBytes::new(core::mem::take(&mut *bytes)))
+    fn from_plaintext(bytes: Plaintext) -> Result<Self, FieldError> {
+        Ok(SecretBytes::new(bytes.into_vec()))
     }
 }
 

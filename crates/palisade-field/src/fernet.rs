@@ -37,6 +37,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::FieldError;
+use crate::plaintext::Plaintext;
 
 /// The version byte of every Fernet token.
 pub const VERSION: u8 = 0x80;
@@ -167,7 +168,7 @@ impl Fernet {
         token: impl AsRef<[u8]>,
         ttl: Option<Duration>,
         now: UnixTime,
-    ) -> Result<Zeroizing<Vec<u8>>, FieldError> {
+    ) -> Result<Plaintext, FieldError> {
         let raw = decode_token(token.as_ref())?;
         let (signed, tag) = raw
             .split_at_checked(raw.len() - MAC_LEN)
@@ -201,9 +202,9 @@ impl Fernet {
         let iv: [u8; 16] = iv
             .try_into()
             .map_err(|_| FieldError::malformed("fernet token too short"))?;
-        let mut buf = Zeroizing::new(body.to_vec());
+        let mut buf = Plaintext::new(body.to_vec());
         let len = cbc::Decryptor::<aes::Aes128>::new(&key.encryption.into(), &iv.into())
-            .decrypt_padded_mut::<Pkcs7>(&mut buf)
+            .decrypt_padded_mut::<Pkcs7>(buf.as_mut_slice())
             .map_err(|_| FieldError::malformed("fernet padding is invalid"))?
             .len();
         buf.truncate(len);

@@ -10,6 +10,7 @@ pub mod envelope;
 mod error;
 pub mod fernet;
 pub mod migrate;
+mod plaintext;
 
 pub use cipher::{
     AES_GCM_RANDOM_NONCE_LIMIT, Backend, FieldCipher, FieldCipherBuilder, KEY_LEN, KeyUsage,
@@ -19,3 +20,4 @@ pub use context::{Context, RowId};
 pub use encrypted::{Encrypted, FieldValue};
 pub use envelope::{Algorithm, is_encrypted};
 pub use error::FieldError;
+pub use plaintext::Plaintext;

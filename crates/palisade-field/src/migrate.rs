@@ -305,7 +305,7 @@ impl<'a> Migrator<'a> {
         }
     }
 
-    fn open_fernet(&self, token: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    fn open_fernet(&self, token: &[u8]) -> Option<crate::Plaintext> {
         self.fernet
             .as_ref()
             .and_then(|f| f.decrypt(token, None, UnixTime::EPOCH).ok())
