@@ -316,17 +316,13 @@ mod redis_store {
     }
 
     impl RedisFamilyStore {
-        /// Connects to the server at `url`.
+        /// Connects to the server at `url` (`redis://host:port/db`) with
+        /// [`palisade_core::connect_redis`]'s time-outs.
         ///
         /// # Errors
         /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
         pub async fn connect(url: &str) -> Result<Self, StoreError> {
-            let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
-            let conn = client
-                .get_connection_manager()
-                .await
-                .map_err(StoreError::unavailable)?;
-            Ok(Self::from_connection(conn))
+            palisade_core::connect_redis(url).await.map(Self::from_connection)
         }
 
         /// Wraps an existing connection manager.
