@@ -176,9 +176,11 @@ fn write_member(name: &str, value: Option<&str>, out: &mut Vec<u8>) -> Result<()
 /// A JSON string exactly as `serde_json` writes it: copied as is when nothing needs escaping
 /// (no control character, quote or backslash), else escaped by `serde_json` itself.
 fn write_json_str(s: &str, out: &mut Vec<u8>) -> Result<(), AuditError> {
-    // A fold without early exit, so the scan vectorizes.
-    let needs_escape = s.bytes().fold(false, |acc, b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    let needs_escape = fold_chunks(s.as_bytes(), false, |found, chunk| {
+        found
+            | chunk.iter().fold(false, |acc, &b| {
+                acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+            })
     });
     if !needs_escape {
         out.reserve(s.len().saturating_add(2));
@@ -190,6 +192,24 @@ fn write_json_str(s: &str, out: &mut Vec<u8>) -> Result<(), AuditError> {
         serde_json::to_writer(out, s)?;
         Ok(())
     }
+}
+
+/// Folds `f` over `bytes` 32 at a time, the last part padded with spaces. A scan over a
+/// fixed-size chunk, without early exit, vectorizes; a scan over a `&str` of unknown length
+/// did not. Callers look for bytes other than a space.
+pub(crate) fn fold_chunks<T>(bytes: &[u8], init: T, mut f: impl FnMut(T, &[u8; 32]) -> T) -> T {
+    let mut chunks = bytes.chunks_exact(32);
+    let mut tail = [b' '; 32];
+    if let Some(t) = tail.get_mut(..chunks.remainder().len()) {
+        t.copy_from_slice(chunks.remainder());
+    }
+    let mut acc = f(init, &tail);
+    for chunk in &mut chunks {
+        if let Ok(chunk) = chunk.try_into() {
+            acc = f(acc, chunk);
+        }
+    }
+    acc
 }
 
 /// The JSON name of a severity.
@@ -261,6 +281,23 @@ mod tests {
         assert_eq!(from_json(spaced.as_bytes()).unwrap(), e);
         assert!(from_canonical_json(spaced.as_bytes()).is_err());
         assert!(from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn escapes_found_in_every_chunk_position() {
+        // The scan goes 32 bytes at a time with a padded tail: put the byte that needs an
+        // escape at every position of strings up to three chunks long.
+        for len in 1..100 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}'] {
+                    let mut text: String = "a".repeat(len);
+                    text.replace_range(at..=at, &special.to_string());
+                    let mut out = Vec::new();
+                    write_json_str(&text, &mut out).unwrap();
+                    assert_eq!(out, serde_json::to_vec(&text).unwrap(), "{len} {at}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use palisade_core::audit::{AuditEvent, AuditSink};
 
+use crate::format::fold_chunks;
+
 /// What a masked value is replaced with.
 pub const MASK: &str = "***";
 
@@ -60,13 +62,85 @@ const DEFAULT_SENSITIVE: [&str; 18] = [
 const DEFAULT_ALLOWED: [&str; 4] = ["key_id", "kid", "api_key_id", "key_state"];
 
 /// Masks, escapes and truncates event fields. See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Redactor {
     sensitive: Vec<String>,
+    /// `sensitive`, indexed for matching.
+    patterns: KeyPatterns,
     allowed: Vec<String>,
     max_len: usize,
     ipv4_prefix: Option<u8>,
     ipv6_prefix: Option<u8>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("sensitive", &self.sensitive)
+            .field("allowed", &self.allowed)
+            .field("max_len", &self.max_len)
+            .field("ipv4_prefix", &self.ipv4_prefix)
+            .field("ipv6_prefix", &self.ipv6_prefix)
+            .finish()
+    }
+}
+
+/// The sensitive substrings indexed by their first byte, so that a key is matched in one pass
+/// over its bytes rather than one pass per substring.
+#[derive(Clone)]
+struct KeyPatterns {
+    /// For each byte, 1 + the index in `groups` of the substrings that start with it, or 0.
+    slot: [u16; 256],
+    /// The substrings without their first byte, grouped by first byte.
+    groups: Vec<Vec<Box<[u8]>>>,
+    /// An empty substring is configured: every key matches.
+    every_key: bool,
+}
+
+impl KeyPatterns {
+    fn new(substrings: &[String]) -> Self {
+        let mut p = Self {
+            slot: [0; 256],
+            groups: Vec::new(),
+            every_key: false,
+        };
+        for s in substrings {
+            let Some((first, rest)) = s.as_bytes().split_first() else {
+                p.every_key = true;
+                continue;
+            };
+            let slot = p.slot.get_mut(usize::from(*first));
+            match slot {
+                Some(&mut g) if g > 0 => {
+                    if let Some(group) = p.groups.get_mut(usize::from(g - 1)) {
+                        group.push(rest.into());
+                    }
+                }
+                Some(slot) => {
+                    p.groups.push(vec![rest.into()]);
+                    // At most 256 groups, one per byte value.
+                    *slot = u16::try_from(p.groups.len()).unwrap_or(u16::MAX);
+                }
+                None => {}
+            }
+        }
+        p
+    }
+
+    /// Whether `lower` (lower case) contains one of the substrings.
+    fn matches(&self, lower: &[u8]) -> bool {
+        if self.every_key {
+            return true;
+        }
+        lower.iter().enumerate().any(|(i, b)| {
+            let g = self.slot.get(usize::from(*b)).copied().unwrap_or(0);
+            g > 0
+                && self.groups.get(usize::from(g - 1)).is_some_and(|group| {
+                    let rest = lower.get(i.saturating_add(1)..).unwrap_or(&[]);
+                    group.iter().any(|p| rest.starts_with(p))
+                })
+        })
+    }
 }
 
 impl Default for Redactor {
@@ -79,8 +153,10 @@ impl Redactor {
     /// The default policy: the default sensitive keys and allow list, a 4096-character cap,
     /// no IP truncation.
     pub fn new() -> Self {
+        let sensitive: Vec<String> = DEFAULT_SENSITIVE.iter().map(|s| (*s).to_owned()).collect();
         Self {
-            sensitive: DEFAULT_SENSITIVE.iter().map(|s| (*s).to_owned()).collect(),
+            patterns: KeyPatterns::new(&sensitive),
+            sensitive,
             allowed: DEFAULT_ALLOWED.iter().map(|s| (*s).to_owned()).collect(),
             max_len: 4096,
             ipv4_prefix: None,
@@ -92,6 +168,7 @@ impl Redactor {
     #[must_use]
     pub fn sensitive_key(mut self, substring: &str) -> Self {
         self.sensitive.push(substring.to_ascii_lowercase());
+        self.patterns = KeyPatterns::new(&self.sensitive);
         self
     }
 
@@ -138,9 +215,7 @@ impl Redactor {
                 owned.as_bytes()
             }
         };
-        self.sensitive
-            .iter()
-            .any(|s| contains_bytes(lower, s.as_bytes()))
+        self.patterns.matches(lower)
     }
 
     /// Redacts `event` in place.
@@ -158,10 +233,11 @@ impl Redactor {
         .into_iter()
         .flatten()
         {
-            if looks_secret(field) {
+            let scan = Scan::of(field);
+            if looks_secret_scanned(field, scan) {
                 MASK.clone_into(field);
-            } else {
-                self.clean_in_place(field);
+            } else if self.needs_clean_scanned(field, scan) {
+                *field = self.clean(field).into_owned();
             }
         }
         if let palisade_core::audit::Action::Custom(name) = &mut event.action {
@@ -173,7 +249,10 @@ impl Redactor {
         if event.metadata.is_empty() {
             return;
         }
-        let needs_rebuild = event.metadata.keys().any(|k| self.needs_clean(k));
+        let needs_rebuild = event
+            .metadata
+            .keys()
+            .any(|k| self.needs_clean_scanned(k, Scan::of(k)));
         if needs_rebuild {
             let old = std::mem::take(&mut event.metadata);
             for (k, v) in old {
@@ -182,12 +261,17 @@ impl Redactor {
             }
         }
         for (k, v) in &mut event.metadata {
-            if self.is_sensitive_key(k) || looks_secret(v) {
+            if self.is_sensitive_key(k) {
                 if v != MASK {
                     MASK.clone_into(v);
                 }
-            } else {
-                self.clean_in_place(v);
+                continue;
+            }
+            let scan = Scan::of(v);
+            if looks_secret_scanned(v, scan) {
+                MASK.clone_into(v);
+            } else if self.needs_clean_scanned(v, scan) {
+                *v = self.clean(v).into_owned();
             }
         }
     }
@@ -219,9 +303,12 @@ impl Redactor {
     }
 
     fn needs_clean(&self, s: &str) -> bool {
-        // Fast path: printable ASCII needs no escaping (and the loop vectorizes).
-        let printable_ascii = s.bytes().all(|b| (0x20..0x7f).contains(&b));
-        (!printable_ascii && s.chars().any(must_escape))
+        self.needs_clean_scanned(s, Scan::of(s))
+    }
+
+    fn needs_clean_scanned(&self, s: &str, scan: Scan) -> bool {
+        // Printable ASCII needs no escaping.
+        (!scan.printable_ascii && s.chars().any(must_escape))
             || (s.len() > self.max_len && s.chars().count() > self.max_len)
     }
 
@@ -266,11 +353,54 @@ fn must_escape(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
 }
 
+/// What one pass over a string's bytes tells the redactor: whether it can need escaping, and
+/// whether it can hold a URI (a `:`) or a JSON Web Token (`eyJ` and two dots). One pass
+/// replaces one search per question.
+#[derive(Clone, Copy)]
+struct Scan {
+    printable_ascii: bool,
+    colon: bool,
+    jwt: bool,
+}
+
+impl Scan {
+    fn of(s: &str) -> Self {
+        // Byte-wide flags and counters within a chunk, so that the loop vectorizes.
+        fn chunk_flags(chunk: &[u8; 32]) -> (u8, u8, u8, u8) {
+            let (mut other, mut colon, mut j, mut dots) = (0u8, 0u8, 0u8, 0u8);
+            for &b in chunk {
+                other |= u8::from(!(0x20..0x7f).contains(&b));
+                colon |= u8::from(b == b':');
+                j |= u8::from(b == b'J');
+                dots += u8::from(b == b'.');
+            }
+            (other, colon, j, dots)
+        }
+        let (other, colon, j, dots) = fold_chunks(
+            s.as_bytes(),
+            (0u8, 0u8, 0u8, 0usize),
+            |(o, c, j, d), chunk| {
+                let (o2, c2, j2, d2) = chunk_flags(chunk);
+                (o | o2, c | c2, j | j2, d + usize::from(d2))
+            },
+        );
+        Self {
+            printable_ascii: other == 0,
+            colon: colon != 0,
+            jwt: j != 0 && dots >= 2,
+        }
+    }
+}
+
 /// Whether a value looks like a credential whatever its key.
 pub fn looks_secret(value: &str) -> bool {
+    looks_secret_scanned(value, Scan::of(value))
+}
+
+fn looks_secret_scanned(value: &str, scan: Scan) -> bool {
     let v = value.trim_start();
     // A URI needs a ':'; most values have none, which skips the case-insensitive search.
-    if v.as_bytes().contains(&b':')
+    if scan.colon
         && (contains_ignore_case(v, "otpauth://")
             || contains_ignore_case(v, "otpauth-migration://"))
     {
@@ -279,7 +409,8 @@ pub fn looks_secret(value: &str) -> bool {
     if starts_with_ignore_case(v, "bearer ") || starts_with_ignore_case(v, "basic ") {
         return true;
     }
-    looks_like_jwt(v)
+    // A token has `eyJ` and at least two dots; most values do not, which skips the search.
+    scan.jwt && looks_like_jwt(v)
 }
 
 fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
@@ -292,17 +423,6 @@ fn contains_ignore_case(s: &str, needle: &str) -> bool {
     s.as_bytes()
         .windows(n.len())
         .any(|w| w.eq_ignore_ascii_case(n))
-}
-
-fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((first, rest)) = needle.split_first() else {
-        return true;
-    };
-    // Compare the first byte inline; the rest (a library call) only where it matches.
-    haystack.windows(needle.len()).any(|w| {
-        w.split_first()
-            .is_some_and(|(f, r)| f == first && r == rest)
-    })
 }
 
 fn looks_like_jwt(v: &str) -> bool {
@@ -434,6 +554,50 @@ mod tests {
         let mut z = ev().ip("203.0.113.77".parse().unwrap());
         r0.redact(&mut z);
         assert_eq!(z.ip_address, Some("0.0.0.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_pass_scan_sees_every_position() {
+        let r = Redactor::new();
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        for pad in 0..70 {
+            let padding = "x".repeat(pad);
+            let mut e = ev()
+                .user_agent(format!("{padding}\u{1b}"))
+                .user_id(format!("{padding} {jwt} "))
+                .resource(format!("{padding}otpauth://totp/x"));
+            r.redact(&mut e);
+            assert_eq!(e.user_agent, Some(format!("{padding}\\u{{1b}}")), "{pad}");
+            assert_eq!(e.user_id.as_deref(), Some(MASK), "{pad}");
+            assert_eq!(e.resource.as_deref(), Some(MASK), "{pad}");
+        }
+    }
+
+    /// The indexed key match agrees with "some substring occurs in the lower-cased key".
+    #[test]
+    fn key_index_matches_plain_substring_search() {
+        use proptest::prelude::*;
+
+        let r = Redactor::new()
+            .sensitive_key("Se")
+            .sensitive_key("x-y")
+            .sensitive_key("ké");
+        let naive = |key: &str| {
+            let lower = key.to_ascii_lowercase();
+            !r.allowed.iter().any(|a| a.eq_ignore_ascii_case(key))
+                && r.sensitive.iter().any(|s| lower.contains(s.as_str()))
+        };
+        for key in [
+            "", "s", "se", "PassWord", "my_pwd2", "kéy", "kid", "KEY_ID", "x-Y",
+        ] {
+            assert_eq!(r.is_sensitive_key(key), naive(key), "{key}");
+        }
+        proptest!(|(key in "[a-zA-Z_é -]{0,24}")| {
+            prop_assert_eq!(r.is_sensitive_key(&key), naive(&key));
+        });
+        let every = Redactor::new().sensitive_key("");
+        assert!(every.is_sensitive_key("reason"));
+        assert!(!every.is_sensitive_key("kid"));
     }
 
     #[test]
