@@ -439,7 +439,7 @@ impl Writer {
             self.recycle(seg);
             return true;
         };
-        let job = SyncJob {
+        let job = Job::Sync {
             file: Arc::clone(&self.file),
             events: seg.events,
         };
@@ -524,18 +524,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Redacts, chains and writes `batch`, handing each segment to the `fsync` stage. `false`
-    /// if the writer gives up.
-    fn write_batch(&mut self, batch: &mut Vec<AuditEvent>) -> bool {
+    /// Redacts, chains and writes `batch` (the events stay in it), handing each segment to the
+    /// `fsync` stage. `false` if the writer gives up.
+    fn write_batch(&mut self, batch: &mut [AuditEvent]) -> bool {
         let max = self.config.max_file_bytes;
         let mut seg = self.segment();
         // A full file is replaced before the first record: count from zero then.
         let mut projected = if self.len >= max { 0 } else { self.len };
-        for mut event in batch.drain(..) {
-            self.config.redactor.redact(&mut event);
+        for event in batch.iter_mut() {
+            self.config.redactor.redact(event);
             seg.events = seg.events.saturating_add(1);
             let before = seg.buf.len();
-            if let Err(e) = self.chainer.push_line(&event, &mut seg.buf) {
+            if let Err(e) = self.chainer.push_line(event, &mut seg.buf) {
                 self.queue.fail(e.to_string());
                 continue;
             }
@@ -552,6 +552,19 @@ impl Writer {
             }
         }
         seg.events == 0 || self.finish(seg)
+    }
+
+    /// Empties `batch` for the next one: the events are dropped on the `fsync` thread, if
+    /// there is one, and `batch` becomes an emptied vector from there.
+    fn free(&mut self, batch: &mut Vec<AuditEvent>) {
+        let Some(syncer) = &self.syncer else {
+            batch.clear();
+            return;
+        };
+        let spare = syncer.spare_batches.try_recv().unwrap_or_default();
+        let spent = std::mem::replace(batch, spare);
+        // Should the thread be gone, the events are dropped with the unsent job.
+        let _ = syncer.jobs.send(Job::Free(spent));
     }
 
     fn after_batch(&mut self, n: u64) -> std::io::Result<()> {
@@ -623,31 +636,46 @@ impl Writer {
 /// The second stage of the writer: `fsync`s a written segment while the writer serializes and
 /// writes the next one, and acknowledges the segment's events once its `fsync` succeeded.
 struct Syncer {
-    jobs: mpsc::Sender<SyncJob>,
+    jobs: mpsc::Sender<Job>,
     results: mpsc::Receiver<std::io::Result<()>>,
+    /// Emptied batch vectors handed back for reuse.
+    spare_batches: mpsc::Receiver<Vec<AuditEvent>>,
     thread: JoinHandle<()>,
 }
 
-struct SyncJob {
-    file: Arc<File>,
-    events: usize,
+enum Job {
+    /// `fsync` the file, then acknowledge `events`.
+    Sync { file: Arc<File>, events: usize },
+    /// Drop a written batch's events here, off the writer's thread (freeing an event's
+    /// strings costs about as much as redacting it), and hand the emptied vector back.
+    Free(Vec<AuditEvent>),
 }
 
 impl Syncer {
     fn start(queue: Arc<Queue<AuditEvent>>, faults: Option<FaultHook>) -> std::io::Result<Self> {
-        let (jobs, job_rx) = mpsc::channel::<SyncJob>();
+        let (jobs, job_rx) = mpsc::channel::<Job>();
         let (result_tx, results) = mpsc::channel();
+        let (spare_tx, spare_batches) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("palisade-fsync".into())
             .spawn(move || {
                 for job in job_rx {
-                    let result = sync_data(&job.file, faults.as_ref());
-                    if result.is_ok() {
-                        // Acknowledged here rather than by the writer, so that a waiting
-                        // `flush` returns as soon as its `fsync` is done.
-                        queue.complete(job.events);
-                    }
-                    if result_tx.send(result).is_err() {
+                    let sent = match job {
+                        Job::Sync { file, events } => {
+                            let result = sync_data(&file, faults.as_ref());
+                            if result.is_ok() {
+                                // Acknowledged here rather than by the writer, so that a
+                                // waiting `flush` returns as soon as its `fsync` is done.
+                                queue.complete(events);
+                            }
+                            result_tx.send(result).is_ok()
+                        }
+                        Job::Free(mut batch) => {
+                            batch.clear();
+                            spare_tx.send(batch).is_ok()
+                        }
+                    };
+                    if !sent {
                         return;
                     }
                 }
@@ -655,6 +683,7 @@ impl Syncer {
         Ok(Self {
             jobs,
             results,
+            spare_batches,
             thread,
         })
     }
@@ -743,6 +772,7 @@ fn run(mut w: Writer) {
                 w.stop();
                 return;
             }
+            w.free(&mut batch);
             if let Err(e) = w.after_batch(n as u64) {
                 queue.fail(format!("checkpointing: {e}"));
             }
