@@ -176,12 +176,9 @@ fn write_member(name: &str, value: Option<&str>, out: &mut Vec<u8>) -> Result<()
 /// A JSON string exactly as `serde_json` writes it: copied as is when nothing needs escaping
 /// (no control character, quote or backslash), else escaped by `serde_json` itself.
 fn write_json_str(s: &str, out: &mut Vec<u8>) -> Result<(), AuditError> {
-    let needs_escape = fold_chunks(s.as_bytes(), false, |found, chunk| {
-        found
-            | chunk.iter().fold(false, |acc, &b| {
-                acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-            })
-    });
+    let needs_escape = fold_words(s.as_bytes(), 0, |found, w| {
+        found | control_mask(w) | eq_mask(w, b'"') | eq_mask(w, b'\\')
+    }) != 0;
     if !needs_escape {
         out.reserve(s.len().saturating_add(2));
         out.push(b'"');
@@ -194,22 +191,57 @@ fn write_json_str(s: &str, out: &mut Vec<u8>) -> Result<(), AuditError> {
     }
 }
 
-/// Folds `f` over `bytes` 32 at a time, the last part padded with spaces. A scan over a
-/// fixed-size chunk, without early exit, vectorizes; a scan over a `&str` of unknown length
-/// did not. Callers look for bytes other than a space.
-pub(crate) fn fold_chunks<T>(bytes: &[u8], init: T, mut f: impl FnMut(T, &[u8; 32]) -> T) -> T {
-    let mut chunks = bytes.chunks_exact(32);
-    let mut tail = [b' '; 32];
-    if let Some(t) = tail.get_mut(..chunks.remainder().len()) {
-        t.copy_from_slice(chunks.remainder());
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const SPACES: u64 = ONES * 0x20;
+
+/// Folds `f` over `bytes` read eight at a time as little-endian words ("SWAR"), with spaces in
+/// place of bytes past the end or already seen, so callers look for bytes other than a space.
+/// Short strings are the common case: this needs no copy (a padded copy read back by vector
+/// loads stalled on store forwarding) and no vector setup.
+pub(crate) fn fold_words<T>(bytes: &[u8], init: T, mut f: impl FnMut(T, u64) -> T) -> T {
+    let mut words = bytes.chunks_exact(8);
+    let mut acc = init;
+    for w in &mut words {
+        acc = f(acc, u64::from_le_bytes(w.try_into().unwrap_or([b' '; 8])));
     }
-    let mut acc = f(init, &tail);
-    for chunk in &mut chunks {
-        if let Ok(chunk) = chunk.try_into() {
-            acc = f(acc, chunk);
+    let rest = words.remainder().len();
+    if rest == 0 {
+        return acc;
+    }
+    let last = match bytes.len().checked_sub(8).and_then(|at| bytes.get(at..)) {
+        Some(tail) => {
+            // The last eight bytes, overlapping what was seen; those bytes become spaces.
+            let w = u64::from_le_bytes(tail.try_into().unwrap_or([b' '; 8]));
+            let seen = u64::MAX >> (8 * rest);
+            (w & !seen) | (SPACES & seen)
         }
-    }
-    acc
+        None => bytes.iter().enumerate().fold(SPACES, |w, (i, b)| {
+            let shift = 8 * i;
+            (w & !(0xff << shift)) | (u64::from(*b) << shift)
+        }),
+    };
+    f(acc, last)
+}
+
+/// The high bit of every byte of `word` equal to `byte`, and no other bit.
+pub(crate) fn eq_mask(word: u64, byte: u8) -> u64 {
+    let v = word ^ (ONES * u64::from(byte));
+    // A byte of `v` is zero exactly when adding 0x7f to its low seven bits leaves the high
+    // bit clear and its own high bit is clear; no carry crosses bytes.
+    !(((v & LOWS) + LOWS) | v | LOWS)
+}
+
+/// The high bit of every byte of `word` below 0x20 (a control character), and no other bit.
+pub(crate) fn control_mask(word: u64) -> u64 {
+    // Low seven bits + 0x60 reach 0x80 exactly when they are at least 0x20.
+    !((word & LOWS) + ONES * 0x60) & !word & HIGHS
+}
+
+/// The high bit of every byte of `word` from 0x7f up (DEL or not ASCII), and no other bit.
+pub(crate) fn del_or_high_mask(word: u64) -> u64 {
+    (((word & LOWS) + ONES) | word) & HIGHS
 }
 
 /// The JSON name of a severity.
@@ -281,6 +313,46 @@ mod tests {
         assert_eq!(from_json(spaced.as_bytes()).unwrap(), e);
         assert!(from_canonical_json(spaced.as_bytes()).is_err());
         assert!(from_json(b"{").is_err());
+    }
+
+    #[test]
+    fn word_masks_are_exact_per_byte() {
+        // Every byte value at every position, next to every other byte value: no borrow or
+        // carry leaks from one byte into another.
+        let expect = |word: u64, f: &dyn Fn(u8) -> bool| {
+            word.to_le_bytes()
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (i, b)| m | (u64::from(f(*b)) << (8 * i + 7)))
+        };
+        for b in 0..=255u8 {
+            for other in 0..=255u8 {
+                for at in [0usize, 3, 7] {
+                    let mut bytes = [other; 8];
+                    bytes[at] = b;
+                    let w = u64::from_le_bytes(bytes);
+                    assert_eq!(control_mask(w), expect(w, &|x| x < 0x20));
+                    assert_eq!(del_or_high_mask(w), expect(w, &|x| x >= 0x7f));
+                    assert_eq!(eq_mask(w, b'"'), expect(w, &|x| x == b'"'));
+                    assert_eq!(eq_mask(w, 0), expect(w, &|x| x == 0));
+                }
+            }
+        }
+        let collect = |s: &[u8]| {
+            fold_words(s, Vec::new(), |mut v, w| {
+                v.push(w);
+                v
+            })
+        };
+        assert_eq!(collect(b""), Vec::<u64>::new());
+        assert_eq!(collect(b"ab"), vec![u64::from_le_bytes(*b"ab      ")]);
+        assert_eq!(
+            collect(b"0123456789"),
+            vec![
+                u64::from_le_bytes(*b"01234567"),
+                u64::from_le_bytes(*b"      89")
+            ]
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use palisade_core::audit::{AuditEvent, AuditSink};
 
-use crate::format::fold_chunks;
+use crate::format::{control_mask, del_or_high_mask, eq_mask, fold_words};
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "***";
@@ -354,8 +354,8 @@ fn must_escape(c: char) -> bool {
 }
 
 /// What one pass over a string's bytes tells the redactor: whether it can need escaping, and
-/// whether it can hold a URI (a `:`) or a JSON Web Token (`eyJ` and two dots). One pass
-/// replaces one search per question.
+/// whether it can hold a URI (a `:`) or a JSON Web Token (`eyJ` and two dots). One pass,
+/// eight bytes at a time, replaces one search per question.
 #[derive(Clone, Copy)]
 struct Scan {
     printable_ascii: bool,
@@ -365,23 +365,16 @@ struct Scan {
 
 impl Scan {
     fn of(s: &str) -> Self {
-        // Byte-wide flags and counters within a chunk, so that the loop vectorizes.
-        fn chunk_flags(chunk: &[u8; 32]) -> (u8, u8, u8, u8) {
-            let (mut other, mut colon, mut j, mut dots) = (0u8, 0u8, 0u8, 0u8);
-            for &b in chunk {
-                other |= u8::from(!(0x20..0x7f).contains(&b));
-                colon |= u8::from(b == b':');
-                j |= u8::from(b == b'J');
-                dots += u8::from(b == b'.');
-            }
-            (other, colon, j, dots)
-        }
-        let (other, colon, j, dots) = fold_chunks(
+        let (other, colon, j, dots) = fold_words(
             s.as_bytes(),
-            (0u8, 0u8, 0u8, 0usize),
-            |(o, c, j, d), chunk| {
-                let (o2, c2, j2, d2) = chunk_flags(chunk);
-                (o | o2, c | c2, j | j2, d + usize::from(d2))
+            (0u64, 0u64, 0u64, 0u32),
+            |(other, colon, j, dots), w| {
+                (
+                    other | control_mask(w) | del_or_high_mask(w),
+                    colon | eq_mask(w, b':'),
+                    j | eq_mask(w, b'J'),
+                    dots.saturating_add(eq_mask(w, b'.').count_ones()),
+                )
             },
         );
         Self {
