@@ -445,8 +445,18 @@ impl CompactSlot {
 /// The compact counter slots of one period, in one shard.
 #[derive(Debug)]
 struct PeriodTable {
+    /// Zero for a table not in use (a period is at least a microsecond).
     period: u64,
     slots: HashTable<CompactSlot>,
+}
+
+impl PeriodTable {
+    const fn unused() -> Self {
+        Self {
+            period: 0,
+            slots: HashTable::new(),
+        }
+    }
 }
 
 /// The most periods a shard keeps compact tables for; keys of further periods take
@@ -471,7 +481,8 @@ struct Shard {
 #[derive(Debug)]
 struct ShardInner {
     /// Counter keys in 16-byte slots, one table per period: where nearly every key lives.
-    compact: Vec<PeriodTable>,
+    /// Inline, so the hot path finds its table without following a pointer.
+    compact: [PeriodTable; MAX_PERIODS],
     /// Counter keys whose state does not fit a compact slot, found by their hash.
     counters: HashTable<CounterSlot>,
     /// Log keys, apart so that the counters' slots stay small.
@@ -496,9 +507,11 @@ impl ShardInner {
             for table in &mut self.compact {
                 let period = table.period;
                 table.slots.retain(|s| !s.is_dead(period, now));
+                if table.slots.is_empty() {
+                    // Frees its memory and makes room for another period.
+                    *table = PeriodTable::unused();
+                }
             }
-            // An empty table makes room for another period.
-            self.compact.retain(|t| !t.slots.is_empty());
             self.counters.retain(|s| !s.is_dead(now));
             self.logs.retain(|s| !s.is_dead(now));
             self.sweep_at = self.len().saturating_mul(2).max(MIN_SWEEP);
@@ -589,7 +602,7 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             shards: (0..SHARDS)
                 .map(|_| Shard {
                     inner: Mutex::new(ShardInner {
-                        compact: Vec::new(),
+                        compact: [const { PeriodTable::unused() }; MAX_PERIODS],
                         counters: HashTable::new(),
                         logs: HashTable::new(),
                         sweep_at: MIN_SWEEP,
@@ -669,8 +682,7 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
         let now = now.as_nanos();
         let (hash, mut guard) = self.lock(key)?;
         let inner = &mut *guard;
-        let table = inner.compact.iter_mut().position(|t| t.period == period);
-        if let Some(table) = table.and_then(|i| inner.compact.get_mut(i))
+        if let Some(table) = inner.compact.iter_mut().find(|t| t.period == period)
             && let Ok(entry) = table.slots.find_entry(hash, |s| s.hash == hash)
         {
             let compact = *entry.get();
@@ -678,6 +690,9 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
             let before = (slot.start, compact.window);
             let seen = slot.apply(op, limit, period, now);
             match CompactSlot::narrow(&slot, Some(before)) {
+                // A denial in the same window changes nothing: leave the line clean, so that
+                // a table larger than the cache is not written back for reads.
+                Some(narrow) if narrow == compact => {}
                 Some(narrow) => *entry.into_mut() = narrow,
                 None => {
                     // Moves, so the number of keys is unchanged: no room to make.
@@ -699,20 +714,13 @@ impl<C: Clock, S: BuildHasher + Clone> MemoryRateStore<C, S> {
         }
         inner.make_room(now, self.max_per_shard)?;
         if let Some(narrow) = CompactSlot::narrow(&slot, None) {
-            // After `make_room`, which may have dropped empty tables.
-            let table = inner.compact.iter().position(|t| t.period == period);
-            let table = match table {
-                Some(i) => inner.compact.get_mut(i),
-                None if inner.compact.len() < MAX_PERIODS => {
-                    inner.compact.push(PeriodTable {
-                        period,
-                        slots: HashTable::new(),
-                    });
-                    inner.compact.last_mut()
-                }
-                None => None,
+            // After `make_room`, which may have freed tables.
+            let table = match inner.compact.iter().position(|t| t.period == period) {
+                Some(i) => Some(i),
+                None => inner.compact.iter().position(|t| t.period == 0),
             };
-            if let Some(table) = table {
+            if let Some(table) = table.and_then(|i| inner.compact.get_mut(i)) {
+                table.period = period;
                 table.slots.insert_unique(hash, narrow, |s| s.hash);
                 return Ok(seen);
             }
@@ -1210,7 +1218,8 @@ mod tests {
         assert_eq!(c.current, 65_535);
         let lock = |s: &MemoryRateStore<SystemClock, OneShard>| {
             let (_, inner) = s.lock(b"k").unwrap();
-            (inner.compact.len(), inner.counters.len())
+            let used = inner.compact.iter().filter(|t| t.period != 0).count();
+            (used, inner.counters.len())
         };
         assert_eq!(lock(&s), (1, 0), "a compact slot");
         let c = s.apply_at(b"k", req(RateOp::Acquire(1)), t0).unwrap();
@@ -1218,6 +1227,10 @@ mod tests {
         assert_eq!(lock(&s), (1, 1), "moved; the empty table stays until swept");
         let (_, inner) = s.lock(b"k").unwrap();
         assert_eq!(inner.compact.first().map(|t| t.slots.len()), Some(0));
+        assert_eq!(
+            inner.compact.first().map(|t| t.period),
+            Some(60_000_000_000)
+        );
         assert_eq!(inner.counters.len(), 1, "moved to a full-width slot");
         drop(inner);
         // One key still, found where it moved, and counted on.
