@@ -923,6 +923,9 @@ mod tests {
     struct Script {
         fail_sync: bool,
         fail_write: bool,
+        /// How long the second `fsync` waits for the third batch's write.
+        hold: Duration,
+        durability: Durability,
         /// Writes wait for this, so that the events queue up into several batches.
         go: AtomicBool,
         writes: AtomicU64,
@@ -947,8 +950,8 @@ mod tests {
                         return false;
                     }
                     // Hold this fsync until the third batch is written (or, when a file
-                    // rotation makes the writer wait for this fsync first, for a while).
-                    let deadline = Instant::now() + Duration::from_millis(500);
+                    // rotation makes the writer wait for this fsync first, for `hold`).
+                    let deadline = Instant::now() + self.hold;
                     while self.writes.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(1));
                     }
@@ -974,6 +977,7 @@ mod tests {
     fn run_script(name: &str, script: Script, max_file_bytes: u64) -> bool {
         const N: u64 = 400;
         let dir = temp_dir(name);
+        let durability = script.durability;
         let script = Arc::new(script);
         let s = Arc::clone(&script);
         let signer = CheckpointSigner::from_seed("k", "test/audit", &[7; 32]).unwrap();
@@ -981,6 +985,7 @@ mod tests {
         let sink = JsonlSink::open(
             JsonlConfig::new(&dir, "audit")
                 .batch_max(16)
+                .durability(durability)
                 .max_file_bytes(max_file_bytes)
                 .checkpoints(signer, 100)
                 .inject_faults(move |step| s.hook(step)),
@@ -1041,21 +1046,28 @@ mod tests {
     fn failures_while_a_later_batch_is_written_rewrite_both_batches() {
         // With 8 KiB files the writer starts a new file every few batches and waits for the
         // old file's fsync first, so there the failures need not meet a later batch.
-        for (name, fail_sync, fail_write, file_bytes) in [
-            ("fsync", true, false, 64 << 20),
-            ("write", false, true, 64 << 20),
-            ("both", true, true, 64 << 20),
-            ("rot-fsync", true, false, 8 << 10),
-            ("rot-write", false, true, 8 << 10),
-            ("rot-both", true, true, 8 << 10),
+        // Under `FlushPerBatch` there is no fsync stage: only the write fails.
+        let flush = Durability::FlushPerBatch;
+        let fsync = Durability::FsyncPerBatch;
+        for (name, fail_sync, fail_write, file_bytes, durability) in [
+            ("fsync", true, false, 64 << 20, fsync),
+            ("write", false, true, 64 << 20, fsync),
+            ("both", true, true, 64 << 20, fsync),
+            ("rot-fsync", true, false, 8 << 10, fsync),
+            ("rot-write", false, true, 8 << 10, fsync),
+            ("rot-both", true, true, 8 << 10, fsync),
+            ("flush-write", false, true, 8 << 10, flush),
         ] {
+            let rotating = file_bytes < 1 << 20;
             let script = Script {
                 fail_sync,
                 fail_write,
+                durability,
+                hold: Duration::from_millis(if rotating { 200 } else { 10_000 }),
                 ..Script::default()
             };
             let overlapped = run_script(name, script, file_bytes);
-            assert!(overlapped || file_bytes < 1 << 20, "{name}");
+            assert!(overlapped || rotating, "{name}");
         }
     }
 }
