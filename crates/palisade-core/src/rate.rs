@@ -1210,6 +1210,58 @@ mod tests {
     }
 
     #[test]
+    fn a_shard_takes_four_periods_compact_and_frees_them_when_swept() {
+        let clock = FakeClock::new(UnixTime::from_secs(6_000));
+        let s =
+            MemoryRateStore::with_clock_and_hasher(clock.clone(), OneShard).max_keys(SHARDS * 8);
+        let acquire = |key: &[u8], secs| {
+            let req = RateRequest::new(
+                WindowKind::Counter,
+                Duration::from_secs(secs),
+                5,
+                RateOp::Acquire(1),
+            );
+            s.apply_now(key, req).unwrap()
+        };
+        let places = || {
+            let (_, inner) = s.lock(b"any").unwrap();
+            let periods: Vec<u64> = inner
+                .compact
+                .iter()
+                .map(|t| t.period / 1_000_000_000)
+                .collect();
+            (periods, inner.counters.len())
+        };
+        for (i, secs) in (0u8..).zip([60, 120, 180, 240, 300, 360]) {
+            assert!(acquire(&[b'a', i], secs).admitted);
+        }
+        assert_eq!(
+            places(),
+            (vec![60, 120, 180, 240], 2),
+            "two periods too many"
+        );
+        // Every window has passed. Until the shard sweeps, a fifth period still finds no table.
+        clock.advance(Duration::from_secs(720));
+        assert!(acquire(b"b0", 300).admitted);
+        assert!(acquire(b"b1", 300).admitted);
+        assert_eq!(places(), (vec![60, 120, 180, 240], 4));
+        // Full at 8 keys, the shard sweeps: the dead keys go and the emptied tables are freed,
+        // so the next key of that period is compact again.
+        assert!(acquire(b"b2", 300).admitted);
+        assert_eq!(
+            places(),
+            (vec![300, 0, 0, 0], 2),
+            "b0 and b1 stay where they are"
+        );
+        assert_eq!(s.len(), 3);
+        let c = acquire(b"b0", 300);
+        assert!(
+            c.admitted && c.current == 2,
+            "b0 is found where it stayed: {c:?}"
+        );
+    }
+
+    #[test]
     fn counts_past_a_compact_slot_move_it_whole() {
         let s = MemoryRateStore::with_clock_and_hasher(SystemClock, OneShard);
         let t0 = UnixTime::from_secs(6_000);
