@@ -229,6 +229,7 @@ pub fn counter_decision_at(
 }
 
 /// `floor(a * b / c)`, saturating; `c > 0`.
+#[inline]
 fn mul_div(a: u64, b: u64, c: u64) -> u64 {
     let c = c.max(1);
     match a.checked_mul(b) {
