@@ -357,8 +357,9 @@ mod tests {
 
     #[test]
     fn escapes_found_in_every_chunk_position() {
-        // The scan goes 32 bytes at a time with a padded tail: put the byte that needs an
-        // escape at every position of strings up to three chunks long.
+        // The scan reads 8-byte words; a tail shorter than a word is read padded (short
+        // strings) or overlapping the word before: put the byte that needs an escape at
+        // every position of strings from 1 to 99 bytes, which covers both tails.
         for len in 1..100 {
             for at in 0..len {
                 for special in ['"', '\\', '\n', '\u{1}'] {
