@@ -19,7 +19,6 @@
 //! [`StoreError::Unavailable`] for connection loss, time-outs and unexpected replies.
 
 use core::fmt;
-use core::time::Duration;
 
 use palisade_core::StoreError;
 use palisade_core::rate::{RateCounts, RateOp, RateRequest, RateStore, WindowKind};
@@ -130,23 +129,16 @@ impl fmt::Debug for RedisRateStore {
 }
 
 impl RedisRateStore {
-    /// Connects to `url` (`redis://host:port/db`) with time-outs of one second for connecting
-    /// and for each answer, so an unreachable server fails a decision quickly.
+    /// Connects to `url` (`redis://host:port/db`) with [`palisade_core::connect_redis`]'s
+    /// time-outs (one second to connect and per answer), so an unreachable server fails a
+    /// decision quickly.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let client = redis::Client::open(url).map_err(StoreError::unavailable)?;
-        let conn = client
-            .get_connection_manager_with_config(config)
+        palisade_core::connect_redis(url)
             .await
-            .map_err(StoreError::unavailable)?;
-        Ok(Self::from_connection(conn))
+            .map(Self::from_connection)
     }
 
     /// Wraps an existing connection manager.
