@@ -496,6 +496,7 @@ impl Writer {
             std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
         }
         self.queue.complete(segs.iter().map(|s| s.events).sum());
+        self.queue.recovered();
         for seg in segs {
             self.recycle(seg);
         }

@@ -442,6 +442,9 @@ fn run(mut w: Writer, rt: &tokio::runtime::Runtime, queue: &Queue<AuditEvent>) {
                 }
                 std::thread::sleep(backoff(attempt, w.config.max_backoff));
             }
+            if attempt > 0 {
+                queue.recovered();
+            }
             batch.clear();
             w.since_checkpoint = w.since_checkpoint.saturating_add(n as u64);
             if w.config.signer.is_some()

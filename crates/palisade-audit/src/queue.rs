@@ -127,13 +127,18 @@ impl<T> Queue<T> {
         (alive, flush)
     }
 
-    /// Marks `n` taken items as durable.
+    /// Marks `n` taken items as durable. The last error stays: a later batch may have failed
+    /// meanwhile; [`Queue::recovered`] clears it once the failed items are written.
     pub(crate) fn complete(&self, n: usize) {
         let mut s = self.lock();
         s.done = s.done.saturating_add(n as u64);
-        s.last_error = None;
         drop(s);
         self.progress.notify_all();
+    }
+
+    /// Clears the last error: what failed has been written since.
+    pub(crate) fn recovered(&self) {
+        self.lock().last_error = None;
     }
 
     /// Acknowledges a flush ticket from [`Queue::take`].
@@ -198,5 +203,24 @@ impl<T> Queue<T> {
             write_failures: s.failures,
             last_error: s.last_error.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_failure_stays_reported_until_it_is_written() {
+        let q = Queue::<u8>::new(4, Overflow::Block);
+        q.push(1);
+        q.push(2);
+        // The first item is acknowledged just after the second one's write failed.
+        q.fail("disk full".into());
+        q.complete(1);
+        assert_eq!(q.stats().last_error.as_deref(), Some("disk full"));
+        q.complete(1);
+        q.recovered();
+        assert_eq!(q.stats().last_error, None);
     }
 }

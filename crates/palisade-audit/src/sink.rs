@@ -44,7 +44,7 @@ pub struct SinkStats {
     pub blocked: u64,
     /// Failed write attempts (each is retried).
     pub write_failures: u64,
-    /// The last write error, cleared by the next successful write.
+    /// The last write error, cleared once what failed has been written.
     pub last_error: Option<String>,
 }
 
