@@ -909,7 +909,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::time::Instant;
 
     use palisade_core::audit::Action;
     use palisade_core::time::UnixTime;
@@ -924,43 +923,53 @@ mod tests {
     struct Script {
         fail_sync: bool,
         fail_write: bool,
-        /// How long the second `fsync` waits for the third batch's write.
-        hold: Duration,
+        /// The second `fsync` waits until the third batch is written. Only where the writer
+        /// does not wait for that `fsync` first (no file rotation in between); a writer that
+        /// did would never return from the test.
+        hold: bool,
         durability: Durability,
         /// Writes wait for this, so that the events queue up into several batches.
         go: AtomicBool,
         writes: AtomicU64,
         syncs: AtomicU64,
-        /// The third batch was written while the second batch's `fsync` ran.
-        overlapped: AtomicBool,
+        /// Writes when the second `fsync` returned, and when the third began: between them
+        /// are the writes of the rewrite after a failure of the second `fsync`.
+        writes_at_sync: [AtomicU64; 2],
     }
 
     impl Script {
         fn hook(&self, step: IoStep) -> bool {
             match step {
                 IoStep::Write => {
-                    let deadline = Instant::now() + Duration::from_secs(10);
-                    while !self.go.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    while !self.go.load(Ordering::SeqCst) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     let index = self.writes.fetch_add(1, Ordering::SeqCst);
                     self.fail_write && index == 2
                 }
-                IoStep::Sync => {
-                    if self.syncs.fetch_add(1, Ordering::SeqCst) != 1 {
-                        return false;
+                IoStep::Sync => match self.syncs.fetch_add(1, Ordering::SeqCst) {
+                    1 => {
+                        while self.hold && self.writes.load(Ordering::SeqCst) < 3 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        let w = self.writes.load(Ordering::SeqCst);
+                        self.writes_at_sync[0].store(w, Ordering::SeqCst);
+                        self.fail_sync
                     }
-                    // Hold this fsync until the third batch is written (or, when a file
-                    // rotation makes the writer wait for this fsync first, for `hold`).
-                    let deadline = Instant::now() + self.hold;
-                    while self.writes.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(1));
+                    2 => {
+                        let w = self.writes.load(Ordering::SeqCst);
+                        self.writes_at_sync[1].store(w, Ordering::SeqCst);
+                        false
                     }
-                    self.overlapped
-                        .store(self.writes.load(Ordering::SeqCst) >= 3, Ordering::SeqCst);
-                    self.fail_sync
-                }
+                    _ => false,
+                },
             }
+        }
+
+        /// Writes made between the second `fsync` and the third.
+        fn writes_between(&self) -> u64 {
+            let [a, b] = &self.writes_at_sync;
+            b.load(Ordering::SeqCst) - a.load(Ordering::SeqCst)
         }
     }
 
@@ -973,9 +982,9 @@ mod tests {
 
     /// Records `n` events through a sink with `script`'s failures and checks that every event
     /// is in the trail exactly once, in order, that the trail verifies against the final
-    /// checkpoint, and that the failures happened. Returns whether a batch was written while
-    /// the failing fsync ran.
-    fn run_script(name: &str, script: Script, max_file_bytes: u64) -> bool {
+    /// checkpoint, and that the failures happened. Returns the script, to check what the
+    /// hook saw.
+    fn run_script(name: &str, script: Script, max_file_bytes: u64) -> Arc<Script> {
         const N: u64 = 400;
         let dir = temp_dir(name);
         let durability = script.durability;
@@ -1040,35 +1049,57 @@ mod tests {
             "{report:?}"
         );
         let _ = fs::remove_dir_all(&dir);
-        script.overlapped.load(Ordering::SeqCst)
+        script
     }
 
     #[test]
     fn failures_while_a_later_batch_is_written_rewrite_both_batches() {
-        // With 8 KiB files the writer starts a new file every few batches and waits for the
-        // old file's fsync first, so there the failures need not meet a later batch.
-        // Under `FlushPerBatch` there is no fsync stage: only the write fails.
+        // The second batch's fsync is held until the third batch is written, which the writer
+        // does without waiting for that fsync: the failures meet a later batch.
+        let fsync = Durability::FsyncPerBatch;
+        for (name, fail_sync, fail_write, rewritten) in [
+            // The fsync of batch 2 fails after batch 3 was written: one rewrite writes both
+            // segments again, then fsyncs them.
+            ("fsync", true, false, 2),
+            // The write of batch 3 fails while the fsync of batch 2 runs (and succeeds):
+            // batch 3 alone is written again.
+            ("write", false, true, 1),
+            // Both fail: one rewrite writes both segments again.
+            ("both", true, true, 2),
+        ] {
+            let script = Script {
+                fail_sync,
+                fail_write,
+                durability: fsync,
+                hold: true,
+                ..Script::default()
+            };
+            let script = run_script(name, script, 64 << 20);
+            assert_eq!(script.writes_between(), rewritten, "{name}");
+        }
+    }
+
+    #[test]
+    fn failures_around_a_file_rotation_are_written_again_in_the_right_file() {
+        // With 8 KiB files the writer starts a new file every few batches and settles the old
+        // file first, so the failures may meet a rotation instead of a later batch. Under
+        // `FlushPerBatch` there is no fsync stage: the torn write is recovered alone.
         let flush = Durability::FlushPerBatch;
         let fsync = Durability::FsyncPerBatch;
-        for (name, fail_sync, fail_write, file_bytes, durability) in [
-            ("fsync", true, false, 64 << 20, fsync),
-            ("write", false, true, 64 << 20, fsync),
-            ("both", true, true, 64 << 20, fsync),
-            ("rot-fsync", true, false, 8 << 10, fsync),
-            ("rot-write", false, true, 8 << 10, fsync),
-            ("rot-both", true, true, 8 << 10, fsync),
-            ("flush-write", false, true, 8 << 10, flush),
+        for (name, fail_sync, fail_write, durability) in [
+            ("rot-fsync", true, false, fsync),
+            ("rot-write", false, true, fsync),
+            ("rot-both", true, true, fsync),
+            ("rot-flush-write", false, true, flush),
         ] {
-            let rotating = file_bytes < 1 << 20;
             let script = Script {
                 fail_sync,
                 fail_write,
                 durability,
-                hold: Duration::from_millis(if rotating { 200 } else { 10_000 }),
                 ..Script::default()
             };
-            let overlapped = run_script(name, script, file_bytes);
-            assert!(overlapped || rotating, "{name}");
+            let script = run_script(name, script, 8 << 10);
+            assert!(script.writes.load(Ordering::SeqCst) >= 3, "{name}");
         }
     }
 }
