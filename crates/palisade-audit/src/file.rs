@@ -35,6 +35,12 @@
 //! A new file is started only once everything in the old one is acknowledged. Only one
 //! process may write one trail.
 //!
+//! Once the sink is shut down and 50 attempts failed, the writer gives up for good: the file is
+//! cut back to its last acknowledged record if it can be, nothing more is written or signed
+//! (the records given up would leave a gap in the chain), and every waiting and later flush
+//! fails with [`AuditError::Unwritable`], which counts the lost events (also in
+//! [`SinkStats::lost`]).
+//!
 //! # Errors and panics
 //! [`JsonlSink::open`] fails with [`AuditError::Io`] or, if the newest record is unreadable,
 //! [`AuditError::Json`]. `record` never fails or panics.
@@ -83,6 +89,7 @@ pub struct JsonlConfig {
     checkpoint_every: u64,
     on_checkpoint: Option<CheckpointCallback>,
     flush_timeout: Duration,
+    max_backoff: Duration,
     faults: Option<FaultHook>,
 }
 
@@ -118,6 +125,7 @@ impl JsonlConfig {
             checkpoint_every: 10_000,
             on_checkpoint: None,
             flush_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(1),
             faults: None,
         }
     }
@@ -179,6 +187,15 @@ impl JsonlConfig {
     #[must_use]
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
         self.flush_timeout = timeout;
+        self
+    }
+
+    /// The longest pause between attempts to write again after a failure (10 ms doubling up
+    /// to this; default 1 s). The writer gives up once the sink is shut down and 50 attempts
+    /// failed.
+    #[must_use]
+    pub fn max_backoff(mut self, max: Duration) -> Self {
+        self.max_backoff = max;
         self
     }
 
@@ -290,6 +307,9 @@ struct Writer {
     in_flight: Option<Segment>,
     /// The buffer of an acknowledged segment, reused for the next one.
     spare: Vec<u8>,
+    /// The writer gave up on unacknowledged segments: final. Nothing is written or signed
+    /// after it, since the chain has a gap where the given-up records were.
+    gave_up: bool,
 }
 
 impl Writer {
@@ -347,6 +367,7 @@ impl Writer {
             syncer,
             in_flight: None,
             spare: Vec::new(),
+            gave_up: false,
         })
     }
 
@@ -386,7 +407,8 @@ impl Writer {
     /// still in the CPU cache. After an error nothing more of the segment is written here:
     /// [`Writer::finish`] writes it again whole.
     fn stream(&mut self, seg: &mut Segment) {
-        if seg.failed {
+        if seg.failed || self.gave_up {
+            seg.failed = true;
             return;
         }
         if self.place(seg).is_err() {
@@ -484,16 +506,21 @@ impl Writer {
     /// Writes `segs` (consecutive and unacknowledged, the first one placed in the current file
     /// or not placed yet) again from memory and fsyncs them, retrying with backoff, then
     /// acknowledges their events. `false` if the writer gives up (the file stays unwritable at
-    /// shutdown).
+    /// shutdown): then it is given up for good ([`Writer::gave_up`]).
     fn rewrite(&mut self, mut segs: Vec<Segment>) -> bool {
+        if self.gave_up {
+            return false;
+        }
         let mut attempt = 0u32;
         while let Err(e) = self.try_rewrite(&mut segs) {
             self.queue.fail(format!("writing audit file: {e}"));
             attempt = attempt.saturating_add(1);
-            if self.queue.is_closed() && attempt > 50 {
+            if self.gave_up || (self.queue.is_closed() && attempt > 50) {
+                self.give_up(&segs);
                 return false;
             }
-            std::thread::sleep(Duration::from_millis((10u64 << attempt.min(7)).min(1000)));
+            let pause = Duration::from_millis(10u64 << attempt.min(7)).min(self.config.max_backoff);
+            std::thread::sleep(pause);
         }
         self.queue.complete(segs.iter().map(|s| s.events).sum());
         self.queue.recovered();
@@ -501,6 +528,18 @@ impl Writer {
             self.recycle(seg);
         }
         true
+    }
+
+    /// Stops writing for good. The file is cut back, if it can be, to where the first of
+    /// `segs` (never acknowledged) started, so that no torn line stays on disk; otherwise the
+    /// next [`JsonlSink::open`] cuts the partial line.
+    fn give_up(&mut self, segs: &[Segment]) {
+        self.gave_up = true;
+        if let Some(start) = segs.first().and_then(|s| s.start)
+            && self.file.set_len(start).is_ok()
+        {
+            self.len = start;
+        }
     }
 
     fn try_rewrite(&mut self, segs: &mut [Segment]) -> std::io::Result<()> {
@@ -589,7 +628,7 @@ impl Writer {
 
     /// Waits until everything written is fsynced.
     fn settle(&mut self) -> std::io::Result<()> {
-        if !self.drain() {
+        if !self.drain() || self.gave_up {
             return Err(std::io::Error::other("audit file unwritable"));
         }
         if self.dirty {
@@ -623,6 +662,15 @@ impl Writer {
         }
         self.since_checkpoint = 0;
         Ok(())
+    }
+
+    /// After giving up: fails every waiting and later flush, reports the lost events (those
+    /// of the batch being written, of the segment being fsynced and those still queued) and
+    /// stops.
+    fn abandon(self) {
+        let lost = self.queue.give_up();
+        tracing::error!(target: "palisade_audit", lost, "audit file unwritable at shutdown");
+        self.stop();
     }
 
     /// Stops the `fsync` stage (after [`Writer::settle`], it has nothing left to do).
@@ -766,22 +814,22 @@ fn run(mut w: Writer) {
             Duration::from_secs(1)
         };
         let (alive, flush) = queue.take(&mut batch, w.config.batch_max, wait);
+        // Giving up is final (it can happen in any of the steps below, also while settling
+        // for a checkpoint or a new file): nothing is written or signed after it.
         if !batch.is_empty() {
             let n = batch.len();
-            if !w.write_batch(&mut batch) {
-                tracing::error!(target: "palisade_audit", lost = n, "audit file unwritable at shutdown");
-                w.stop();
-                return;
+            if w.write_batch(&mut batch) {
+                w.free(&mut batch);
+                if let Err(e) = w.after_batch(n as u64) {
+                    queue.fail(format!("checkpointing: {e}"));
+                }
             }
-            w.free(&mut batch);
-            if let Err(e) = w.after_batch(n as u64) {
-                queue.fail(format!("checkpointing: {e}"));
+            if w.gave_up {
+                return w.abandon();
             }
         } else if alive && flush.is_none() {
             if !w.drain() {
-                tracing::error!(target: "palisade_audit", "audit file unwritable at shutdown");
-                w.stop();
-                return;
+                return w.abandon();
             }
             continue;
         }
@@ -791,6 +839,9 @@ fn run(mut w: Writer) {
             } else {
                 w.settle()
             };
+            if w.gave_up {
+                return w.abandon();
+            }
             if let Err(e) = result {
                 queue.fail(format!("checkpoint: {e}"));
             }
@@ -860,7 +911,8 @@ impl JsonlSink {
     /// (and checkpointed, if a signer is configured).
     ///
     /// # Errors
-    /// [`AuditError::Pending`] if the flush timeout passes first (the events stay queued).
+    /// [`AuditError::Pending`] if the flush timeout passes first (the events stay queued);
+    /// [`AuditError::Unwritable`] once the writer gave up on events.
     pub fn flush(&self) -> Result<(), AuditError> {
         self.queue.wait_durable(self.flush_timeout)
     }
@@ -869,11 +921,12 @@ impl JsonlSink {
     /// writer. Later `record` calls drop their events (counted in [`SinkStats::dropped`]).
     ///
     /// # Errors
-    /// [`AuditError::Pending`] if the writer did not finish within the flush timeout.
+    /// [`AuditError::Pending`] if the writer did not finish within the flush timeout (it then
+    /// goes on in the background); [`AuditError::Unwritable`] if the writer gave up on events.
     pub fn shutdown(&self) -> Result<(), AuditError> {
         let result = self.queue.wait_durable(self.flush_timeout);
         self.queue.close();
-        if result.is_ok() {
+        if !matches!(result, Err(AuditError::Pending { .. })) {
             let handle = self
                 .thread
                 .lock()
@@ -1101,5 +1154,114 @@ mod tests {
             let script = run_script(name, script, 8 << 10);
             assert!(script.writes.load(Ordering::SeqCst) >= 3, "{name}");
         }
+    }
+
+    /// A disk that breaks after `ok_writes` more writes: every later write fails torn, every
+    /// later `fsync` fails.
+    #[derive(Default)]
+    struct Breaks {
+        broken: AtomicBool,
+        ok_writes: u64,
+        writes: AtomicU64,
+    }
+
+    impl Breaks {
+        fn hook(&self, step: IoStep) -> bool {
+            if !self.broken.load(Ordering::SeqCst) {
+                return false;
+            }
+            match step {
+                IoStep::Write => self.writes.fetch_add(1, Ordering::SeqCst) >= self.ok_writes,
+                IoStep::Sync => true,
+            }
+        }
+    }
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(i)).meta("i", i.to_string())
+    }
+
+    /// Flushes until the writer answers (a slow machine may need more than one timeout).
+    fn flush_answer(sink: &JsonlSink) -> Result<(), AuditError> {
+        loop {
+            match sink.flush() {
+                Err(AuditError::Pending { .. }) => {}
+                other => return other,
+            }
+        }
+    }
+
+    #[test]
+    fn giving_up_at_shutdown_is_final_and_signs_nothing_more() {
+        // The first segment after the break is written, then its fsync fails and every write
+        // fails torn. With a checkpoint after every batch, the checkpoint waits for that
+        // fsync and meets the give-up there; with a file per record, the next record's new
+        // file does. Neither is the batch's own write.
+        give_up_case("give-up-checkpoint", 1, 64 << 20);
+        give_up_case("give-up-rotation", 1000, 1);
+    }
+
+    fn give_up_case(name: &str, checkpoint_every: u64, max_file_bytes: u64) {
+        const KEPT: u64 = 20;
+        const LOST: u64 = 30;
+        let dir = temp_dir(name);
+        let disk = Arc::new(Breaks {
+            ok_writes: 1,
+            ..Breaks::default()
+        });
+        let d = Arc::clone(&disk);
+        let signer = CheckpointSigner::from_seed("k", "test/audit", &[7; 32]).unwrap();
+        let verifier = signer.verifier();
+        let sink = JsonlSink::open(
+            JsonlConfig::new(&dir, "audit")
+                .checkpoints(signer, checkpoint_every)
+                .max_file_bytes(max_file_bytes)
+                .flush_timeout(Duration::from_millis(20))
+                .max_backoff(Duration::from_millis(1))
+                .inject_faults(move |step| d.hook(step)),
+        )
+        .unwrap();
+        for i in 0..KEPT {
+            sink.record(event(i));
+        }
+        flush_answer(&sink).unwrap();
+        disk.broken.store(true, Ordering::SeqCst);
+        for i in KEPT..KEPT + LOST {
+            sink.record(event(i));
+        }
+        // The writer retries until shut down; then it gives up.
+        assert!(matches!(sink.flush(), Err(AuditError::Pending { .. })));
+        assert!(sink.shutdown().is_err());
+        let writer = sink.thread.lock().unwrap().take().unwrap();
+        writer.join().unwrap();
+
+        match flush_answer(&sink) {
+            Err(AuditError::Unwritable { lost }) => assert_eq!(lost, LOST, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        let stats = sink.stats();
+        assert_eq!(
+            (stats.written, stats.lost, stats.pending),
+            (KEPT, LOST, 0),
+            "{name}"
+        );
+        drop(sink);
+
+        let note = fs::read_to_string(dir.join("audit.checkpoint")).unwrap();
+        let cp = verifier.verify(&note, "test/audit").unwrap();
+        assert_eq!(cp.size(), KEPT, "{name}");
+        let report = verify_trail(&dir, "audit", &[cp]).unwrap();
+        assert!(
+            matches!(
+                report.verdict,
+                Verdict::Intact {
+                    records: KEPT,
+                    attested: KEPT,
+                    ..
+                }
+            ),
+            "{name}: {report:?}"
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -55,6 +55,13 @@ pub enum AuditError {
     /// The sink was shut down.
     #[error("audit sink is shut down")]
     Closed,
+    /// The trail stayed unwritable through shutdown: the writer stopped and these events
+    /// are lost.
+    #[error("audit trail unwritable: {lost} events lost")]
+    Unwritable {
+        /// How many accepted events were never written.
+        lost: u64,
+    },
 }
 
 impl From<serde_json::Error> for AuditError {

@@ -22,6 +22,8 @@ struct State<T> {
     last_error: Option<String>,
     flush_requested: u64,
     flush_acked: u64,
+    /// Events the writer gave up on (the trail stays unwritable); set once, then final.
+    lost: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -49,6 +51,7 @@ impl<T> Queue<T> {
                 last_error: None,
                 flush_requested: 0,
                 flush_acked: 0,
+                lost: None,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -149,6 +152,22 @@ impl<T> Queue<T> {
         self.progress.notify_all();
     }
 
+    /// The writer gave up for good: closes the queue, drops what is still queued and fails
+    /// every waiting and later flush. Returns how many accepted events were lost (taken and
+    /// not acknowledged, or still queued).
+    pub(crate) fn give_up(&self) -> u64 {
+        let mut s = self.lock();
+        s.closed = true;
+        s.buf.clear();
+        let lost = s.enqueued.saturating_sub(s.done);
+        s.lost = Some(lost);
+        drop(s);
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+        self.progress.notify_all();
+        lost
+    }
+
     /// Records a failed write attempt (the batch stays with the writer and is retried).
     pub(crate) fn fail(&self, error: String) {
         let mut s = self.lock();
@@ -170,6 +189,9 @@ impl<T> Queue<T> {
         self.not_empty.notify_one();
         let deadline = Instant::now() + timeout;
         while s.done < target || (s.flush_acked < ticket && !s.closed) {
+            if let Some(lost) = s.lost {
+                return Err(AuditError::Unwritable { lost });
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(AuditError::Pending {
@@ -197,7 +219,11 @@ impl<T> Queue<T> {
         SinkStats {
             enqueued: s.enqueued,
             written: s.done,
-            pending: s.enqueued.saturating_sub(s.done),
+            pending: s
+                .enqueued
+                .saturating_sub(s.done)
+                .saturating_sub(s.lost.unwrap_or(0)),
+            lost: s.lost.unwrap_or(0),
             dropped: s.dropped,
             blocked: s.blocked,
             write_failures: s.failures,

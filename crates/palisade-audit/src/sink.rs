@@ -38,6 +38,9 @@ pub struct SinkStats {
     pub written: u64,
     /// Events accepted but not yet written.
     pub pending: u64,
+    /// Events accepted and never to be written: the sink gave up on an unwritable trail at
+    /// shutdown.
+    pub lost: u64,
     /// Events dropped (queue full under [`Overflow::DropNewest`], or sink shut down).
     pub dropped: u64,
     /// Times `record` had to wait for room.
