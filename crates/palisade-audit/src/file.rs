@@ -39,7 +39,10 @@
 //! cut back to its last acknowledged record if it can be, nothing more is written or signed
 //! (the records given up would leave a gap in the chain), and every waiting and later flush
 //! fails with [`AuditError::Unwritable`], which counts the lost events (also in
-//! [`SinkStats::lost`]).
+//! [`SinkStats::lost`]). Under [`Durability::FlushPerBatch`] the lines of a batch are not kept
+//! once handed to the OS, so after a failed `fsync` the sink cannot make sure they reach the
+//! disk: that flush and every later one fail, and no checkpoint is signed until the trail is
+//! opened again (which resumes from what is on disk).
 //!
 //! # Errors and panics
 //! [`JsonlSink::open`] fails with [`AuditError::Io`] or, if the newest record is unreadable,
@@ -310,6 +313,10 @@ struct Writer {
     /// The writer gave up on unacknowledged segments: final. Nothing is written or signed
     /// after it, since the chain has a gap where the given-up records were.
     gave_up: bool,
+    /// An `fsync` under [`Durability::FlushPerBatch`] failed. The bytes it covered are not in
+    /// memory to write again, and a later `fsync` may succeed without them reaching the disk,
+    /// so from then on no checkpoint is signed and every settle reports this error.
+    sync_lost: Option<String>,
 }
 
 impl Writer {
@@ -368,6 +375,7 @@ impl Writer {
             in_flight: None,
             spare: Vec::new(),
             gave_up: false,
+            sync_lost: None,
         })
     }
 
@@ -631,8 +639,16 @@ impl Writer {
         if !self.drain() || self.gave_up {
             return Err(std::io::Error::other("audit file unwritable"));
         }
+        if let Some(e) = &self.sync_lost {
+            return Err(std::io::Error::other(format!(
+                "an earlier fsync of the audit file failed: {e}"
+            )));
+        }
         if self.dirty {
-            self.file.sync_data()?;
+            if let Err(e) = sync_data(&self.file, self.config.faults.as_ref()) {
+                self.sync_lost = Some(e.to_string());
+                return Err(e);
+            }
             self.dirty = false;
         }
         Ok(())
@@ -842,12 +858,16 @@ fn run(mut w: Writer) {
             if w.gave_up {
                 return w.abandon();
             }
-            if let Err(e) = result {
-                queue.fail(format!("checkpoint: {e}"));
+            match (result, flush) {
+                (Ok(()), Some(ticket)) => queue.ack_flush(ticket),
+                (Ok(()), None) => {}
+                (Err(e), ticket) => {
+                    queue.fail(format!("checkpoint: {e}"));
+                    if let Some(ticket) = ticket {
+                        queue.fail_flush(ticket, e.into());
+                    }
+                }
             }
-        }
-        if let Some(ticket) = flush {
-            queue.ack_flush(ticket);
         }
         if !alive {
             w.stop();
@@ -912,7 +932,8 @@ impl JsonlSink {
     ///
     /// # Errors
     /// [`AuditError::Pending`] if the flush timeout passes first (the events stay queued);
-    /// [`AuditError::Unwritable`] once the writer gave up on events.
+    /// [`AuditError::Io`] if the `fsync` or the checkpoint failed; [`AuditError::Unwritable`]
+    /// once the writer gave up on events.
     pub fn flush(&self) -> Result<(), AuditError> {
         self.queue.wait_durable(self.flush_timeout)
     }
@@ -922,7 +943,8 @@ impl JsonlSink {
     ///
     /// # Errors
     /// [`AuditError::Pending`] if the writer did not finish within the flush timeout (it then
-    /// goes on in the background); [`AuditError::Unwritable`] if the writer gave up on events.
+    /// goes on in the background); [`AuditError::Io`] if the last `fsync` or checkpoint failed;
+    /// [`AuditError::Unwritable`] if the writer gave up on events.
     pub fn shutdown(&self) -> Result<(), AuditError> {
         let result = self.queue.wait_durable(self.flush_timeout);
         self.queue.close();
@@ -967,6 +989,7 @@ mod tests {
     use palisade_core::time::UnixTime;
 
     use super::*;
+    use crate::CheckpointVerifier;
 
     /// Which failures to inject: the second `fsync` fails, the third write fails (torn, half
     /// written), or both. Batches below 128 KiB are written with one write each, so the third
@@ -1086,23 +1109,30 @@ mod tests {
             }
         }
         assert_eq!(next, N);
-        let note = fs::read_to_string(dir.join("audit.checkpoint")).unwrap();
-        let cp = verifier.verify(&note, "test/audit").unwrap();
-        assert_eq!(cp.size(), N);
-        let report = verify_trail(&dir, "audit", &[cp]).unwrap();
-        assert!(
-            matches!(
-                report.verdict,
-                Verdict::Intact {
-                    records: N,
-                    attested: N,
-                    ..
-                }
-            ),
-            "{report:?}"
-        );
+        assert_checkpointed(&dir, &verifier, N, N, name);
         let _ = fs::remove_dir_all(&dir);
         script
+    }
+
+    /// Checks that the trail in `dir` holds `records` intact records and that the latest
+    /// checkpoint, signed by `verifier`'s key, attests the first `attested` of them.
+    fn assert_checkpointed(
+        dir: &Path,
+        verifier: &CheckpointVerifier,
+        records: u64,
+        attested: u64,
+        name: &str,
+    ) {
+        let note = fs::read_to_string(dir.join("audit.checkpoint")).unwrap();
+        let cp = verifier.verify(&note, "test/audit").unwrap();
+        assert_eq!(cp.size(), attested, "{name}");
+        let report = verify_trail(dir, "audit", &[cp]).unwrap();
+        let verdict = &report.verdict;
+        assert!(
+            matches!(verdict, Verdict::Intact { records: r, attested: a, .. }
+                if (*r, *a) == (records, attested)),
+            "{name}: {report:?}"
+        );
     }
 
     #[test]
@@ -1181,6 +1211,36 @@ mod tests {
         AuditEvent::new(Action::LoginFailed, UnixTime::from_secs(i)).meta("i", i.to_string())
     }
 
+    fn signer() -> CheckpointSigner {
+        CheckpointSigner::from_seed("k", "test/audit", &[7; 32]).unwrap()
+    }
+
+    /// Opens a sink on `disk` in `dir`, configured by `config` (a signer from [`signer`]), with
+    /// a short flush timeout; records `kept` events and flushes them, then breaks the disk and
+    /// records `more`.
+    fn record_across_a_break(
+        dir: &Path,
+        disk: &Arc<Breaks>,
+        kept: u64,
+        more: u64,
+        config: impl FnOnce(JsonlConfig) -> JsonlConfig,
+    ) -> (JsonlSink, CheckpointVerifier) {
+        let d = Arc::clone(disk);
+        let base = JsonlConfig::new(dir, "audit")
+            .flush_timeout(Duration::from_millis(20))
+            .inject_faults(move |step| d.hook(step));
+        let sink = JsonlSink::open(config(base)).unwrap();
+        for i in 0..kept {
+            sink.record(event(i));
+        }
+        flush_answer(&sink).unwrap();
+        disk.broken.store(true, Ordering::SeqCst);
+        for i in kept..kept + more {
+            sink.record(event(i));
+        }
+        (sink, signer().verifier())
+    }
+
     /// Flushes until the writer answers (a slow machine may need more than one timeout).
     fn flush_answer(sink: &JsonlSink) -> Result<(), AuditError> {
         loop {
@@ -1209,26 +1269,11 @@ mod tests {
             ok_writes: 1,
             ..Breaks::default()
         });
-        let d = Arc::clone(&disk);
-        let signer = CheckpointSigner::from_seed("k", "test/audit", &[7; 32]).unwrap();
-        let verifier = signer.verifier();
-        let sink = JsonlSink::open(
-            JsonlConfig::new(&dir, "audit")
-                .checkpoints(signer, checkpoint_every)
+        let (sink, verifier) = record_across_a_break(&dir, &disk, KEPT, LOST, |c| {
+            c.checkpoints(signer(), checkpoint_every)
                 .max_file_bytes(max_file_bytes)
-                .flush_timeout(Duration::from_millis(20))
                 .max_backoff(Duration::from_millis(1))
-                .inject_faults(move |step| d.hook(step)),
-        )
-        .unwrap();
-        for i in 0..KEPT {
-            sink.record(event(i));
-        }
-        flush_answer(&sink).unwrap();
-        disk.broken.store(true, Ordering::SeqCst);
-        for i in KEPT..KEPT + LOST {
-            sink.record(event(i));
-        }
+        });
         // The writer retries until shut down; then it gives up.
         assert!(matches!(sink.flush(), Err(AuditError::Pending { .. })));
         assert!(sink.shutdown().is_err());
@@ -1247,21 +1292,35 @@ mod tests {
         );
         drop(sink);
 
-        let note = fs::read_to_string(dir.join("audit.checkpoint")).unwrap();
-        let cp = verifier.verify(&note, "test/audit").unwrap();
-        assert_eq!(cp.size(), KEPT, "{name}");
-        let report = verify_trail(&dir, "audit", &[cp]).unwrap();
-        assert!(
-            matches!(
-                report.verdict,
-                Verdict::Intact {
-                    records: KEPT,
-                    attested: KEPT,
-                    ..
-                }
-            ),
-            "{name}: {report:?}"
-        );
+        assert_checkpointed(&dir, &verifier, KEPT, KEPT, name);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_fsync_under_flush_per_batch_fails_the_flush_and_signs_nothing_more() {
+        const KEPT: u64 = 20;
+        const MORE: u64 = 30;
+        let dir = temp_dir("flush-fsync");
+        let disk = Arc::new(Breaks {
+            ok_writes: u64::MAX,
+            ..Breaks::default()
+        });
+        let (sink, verifier) = record_across_a_break(&dir, &disk, KEPT, MORE, |c| {
+            c.durability(Durability::FlushPerBatch)
+                .checkpoints(signer(), 1000)
+        });
+        assert!(matches!(flush_answer(&sink), Err(AuditError::Io(_))));
+        // The fsync would succeed now, but the bytes it failed for may be gone from the
+        // page cache: the flush still fails, and no checkpoint covers them.
+        disk.broken.store(false, Ordering::SeqCst);
+        assert!(matches!(flush_answer(&sink), Err(AuditError::Io(_))));
+        assert!(matches!(sink.shutdown(), Err(AuditError::Io(_))));
+        assert!(sink.thread.lock().unwrap().is_none());
+        let stats = sink.stats();
+        assert_eq!((stats.written, stats.lost), (KEPT + MORE, 0));
+        drop(sink);
+
+        assert_checkpointed(&dir, &verifier, KEPT + MORE, KEPT, "flush-fsync");
         let _ = fs::remove_dir_all(&dir);
     }
 }

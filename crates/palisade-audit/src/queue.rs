@@ -22,6 +22,11 @@ struct State<T> {
     last_error: Option<String>,
     flush_requested: u64,
     flush_acked: u64,
+    /// The error of the latest flush whose settle or checkpoint failed, with the newest ticket
+    /// it answered. Tickets only grow, so a waiter whose ticket is at most that one was
+    /// answered by this failure or by an earlier one (at worst a later failure, which it then
+    /// reports too: never an `Ok` for a failed flush).
+    flush_failed: Option<(u64, AuditError)>,
     /// Events the writer gave up on (the trail stays unwritable); set once, then final.
     lost: Option<u64>,
 }
@@ -51,6 +56,7 @@ impl<T> Queue<T> {
                 last_error: None,
                 flush_requested: 0,
                 flush_acked: 0,
+                flush_failed: None,
                 lost: None,
             }),
             not_empty: Condvar::new(),
@@ -152,6 +158,20 @@ impl<T> Queue<T> {
         self.progress.notify_all();
     }
 
+    /// Answers a flush ticket from [`Queue::take`] with `error`: its settle or checkpoint
+    /// failed.
+    pub(crate) fn fail_flush(&self, ticket: u64, error: AuditError) {
+        let mut s = self.lock();
+        s.flush_acked = s.flush_acked.max(ticket);
+        let upto = s
+            .flush_failed
+            .as_ref()
+            .map_or(ticket, |(t, _)| ticket.max(*t));
+        s.flush_failed = Some((upto, error));
+        drop(s);
+        self.progress.notify_all();
+    }
+
     /// The writer gave up for good: closes the queue, drops what is still queued and fails
     /// every waiting and later flush. Returns how many accepted events were lost (taken and
     /// not acknowledged, or still queued).
@@ -204,7 +224,10 @@ impl<T> Queue<T> {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        Ok(())
+        match &s.flush_failed {
+            Some((upto, error)) if ticket <= *upto => Err(error.clone()),
+            _ => Ok(()),
+        }
     }
 
     /// Stops accepting items; the writer drains what is queued and exits.
