@@ -2,146 +2,162 @@
 //!
 //! Every encryption is counted (for [`crate::KeyUsage`]) and checked against the key's limit.
 //! A single shared atomic would be written by every encrypting thread and bounce its cache line
-//! between cores: with one, two threads sealed only 1.2 times what one thread did. Instead:
-//! - **Counts** go to one of [`STRIPES`] counters, each on its own cache line; a thread picks
-//!   its stripe once. Reading sums the stripes, so the count is exact.
-//! - **The limit** is spent from leases: a thread takes [`LEASE`] encryptions at a time from the
-//!   key's budget and spends them without touching shared memory. A lease's unused part goes
-//!   back when its thread moves to another key or exits. The budget never passes the limit, so
-//!   neither do encryptions; near the limit, encryptions leased to one thread are not available
-//!   to another until it gives them back.
+//! between cores: with one, two threads sealed only 1.2 times what one thread did. Instead a
+//! thread spends from a **lease**: it takes [`LEASE`] encryptions at a time from the key's
+//! budget, and counts what it spends in a counter that only it writes (a plain store, no
+//! read-modify-write). The key keeps the live leases' counters, and what finished leases spent,
+//! under a lock taken once per lease, so a reading is exact. A lease's unused part goes back
+//! to the budget when its thread moves to another key or exits. The budget never passes the
+//! limit, so neither do encryptions; near the limit, encryptions leased to one thread are not
+//! available to another until it gives them back.
 
 use std::cell::RefCell;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-/// Counters per key; more than the cores of most machines, so threads rarely share one.
-pub(crate) const STRIPES: usize = 16;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Encryptions a thread takes from a key's budget at a time.
 pub(crate) const LEASE: u64 = 4096;
 
-/// An atomic alone on its cache line (two lines: adjacent-line prefetch pairs them).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Line(AtomicU64);
-
 /// One key's encryption count and limit.
 #[derive(Debug)]
 pub(crate) struct EncryptionCounter {
-    stripes: Box<[Line; STRIPES]>,
-    budget: Arc<Line>,
-    limit: Option<u64>,
+    shared: Arc<Shared>,
+    limit: u64,
 }
 
-/// A thread's unspent encryptions under one key's budget.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Encryptions leased out, spent or not.
+    budget: AtomicU64,
+    spent: Mutex<Spent>,
+}
+
+/// What the key's leases spent: the finished ones in total, the live ones each in its own
+/// counter.
+#[derive(Debug, Default)]
+struct Spent {
+    finished: u64,
+    live: Vec<Arc<AtomicU64>>,
+}
+
+/// A thread's encryptions under one key: `next..end` of the budget are still to spend.
 struct Lease {
-    budget: Arc<Line>,
+    shared: Arc<Shared>,
+    start: u64,
     next: u64,
     end: u64,
+    /// `next - start`, published for readers; only this lease's thread writes it.
+    spent: Arc<AtomicU64>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.budget
-            .0
+        self.shared
+            .budget
             .fetch_sub(self.end - self.next, Ordering::Relaxed);
+        let mut spent = self
+            .shared
+            .spent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        spent.finished = spent.finished.saturating_add(self.next - self.start);
+        spent.live.retain(|c| !Arc::ptr_eq(c, &self.spent));
     }
 }
 
 thread_local! {
     static LEASE_HELD: RefCell<Option<Lease>> = const { RefCell::new(None) };
-    static STRIPE: usize = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
-    };
 }
 
 impl EncryptionCounter {
     /// A counter at zero that allows `limit` encryptions (`None`: any number).
     pub(crate) fn new(limit: Option<u64>) -> Self {
         Self {
-            stripes: Box::default(),
-            budget: Arc::default(),
-            limit,
+            shared: Arc::default(),
+            limit: limit.unwrap_or(u64::MAX),
         }
     }
 
     /// Encryptions counted so far.
     pub(crate) fn count(&self) -> u64 {
-        self.stripes
+        let spent = self
+            .shared
+            .spent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        spent
+            .live
             .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .fold(0, u64::saturating_add)
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(spent.finished, u64::saturating_add)
     }
 
     /// Counts one encryption; `false` (and nothing counted) when the limit is reached.
     #[inline]
     pub(crate) fn take(&self) -> bool {
-        if let Some(limit) = self.limit
-            && !self.spend(limit)
-        {
-            return false;
-        }
-        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
-        if let Some(line) = self.stripes.get(stripe) {
-            line.0.fetch_add(1, Ordering::Relaxed);
-        }
-        true
-    }
-
-    /// Spends one encryption from this thread's lease on this key, leasing more if needed.
-    #[inline]
-    fn spend(&self, limit: u64) -> bool {
-        let held = LEASE_HELD.try_with(|held| {
-            let Ok(mut held) = held.try_borrow_mut() else {
-                return self.spend_unleased(limit);
-            };
-            if let Some(lease) = held.as_mut()
-                && Arc::ptr_eq(&lease.budget, &self.budget)
-                && lease.next < lease.end
-            {
-                lease.next += 1;
-                return true;
-            }
-            // Give back what is left of the old lease before taking a new one.
-            *held = None;
-            match self.lease(limit) {
-                Some(mut lease) => {
+        LEASE_HELD
+            .try_with(|held| {
+                let Ok(mut held) = held.try_borrow_mut() else {
+                    return self.take_unleased();
+                };
+                if let Some(lease) = held.as_mut()
+                    && Arc::ptr_eq(&lease.shared, &self.shared)
+                    && lease.next < lease.end
+                {
                     lease.next += 1;
-                    *held = Some(lease);
-                    true
+                    lease
+                        .spent
+                        .store(lease.next - lease.start, Ordering::Relaxed);
+                    return true;
                 }
-                None => false,
-            }
-        });
-        // During thread teardown there is no lease to hold: spend directly.
-        held.unwrap_or_else(|_| self.spend_unleased(limit))
+                // Give back what is left of the old lease before taking a new one.
+                *held = None;
+                let Some(mut lease) = self.lease(LEASE) else {
+                    return false;
+                };
+                lease.next += 1;
+                lease.spent.store(1, Ordering::Relaxed);
+                *held = Some(lease);
+                true
+            })
+            // During thread teardown there is no lease to hold.
+            .unwrap_or_else(|_| self.take_unleased())
     }
 
-    /// Takes up to [`LEASE`] encryptions from the budget; `None` when none are left.
-    fn lease(&self, limit: u64) -> Option<Lease> {
-        let start = self.budget.0.fetch_add(LEASE, Ordering::Relaxed);
-        let end = start.saturating_add(LEASE).min(limit);
-        let unused = start.saturating_add(LEASE) - end.max(start);
+    /// Takes up to `want` encryptions from the budget; `None` when none are left.
+    fn lease(&self, want: u64) -> Option<Lease> {
+        let budget = &self.shared.budget;
+        let start = budget.fetch_add(want, Ordering::Relaxed);
+        let end = start.saturating_add(want).min(self.limit);
+        let unused = start.saturating_add(want) - end.max(start);
         if unused > 0 {
-            self.budget.0.fetch_sub(unused, Ordering::Relaxed);
+            budget.fetch_sub(unused, Ordering::Relaxed);
         }
-        (start < end).then(|| Lease {
-            budget: Arc::clone(&self.budget),
+        if start >= end {
+            return None;
+        }
+        let spent = Arc::new(AtomicU64::new(0));
+        self.shared
+            .spent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .live
+            .push(Arc::clone(&spent));
+        Some(Lease {
+            shared: Arc::clone(&self.shared),
+            start,
             next: start,
             end,
+            spent,
         })
     }
 
-    /// Takes one encryption straight from the budget.
-    fn spend_unleased(&self, limit: u64) -> bool {
-        let n = self.budget.0.fetch_add(1, Ordering::Relaxed);
-        if n >= limit {
-            self.budget.0.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+    /// Counts one encryption through a lease of one, dropped at once.
+    fn take_unleased(&self) -> bool {
+        self.lease(1).is_some_and(|mut lease| {
+            lease.next += 1;
+            true
+        })
     }
 }
 
