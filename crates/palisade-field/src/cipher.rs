@@ -381,7 +381,7 @@ pub struct FieldCipherBuilder<'a> {
     column_subkeys: bool,
     limit: Option<u64>,
     audit: Arc<dyn AuditSink>,
-    rng: Arc<dyn SecureRandom>,
+    rng: NonceSource,
 }
 
 impl FieldCipherBuilder<'_> {
@@ -439,7 +439,7 @@ impl FieldCipherBuilder<'_> {
     /// The nonce source (default [`SystemRandom`]).
     #[must_use]
     pub fn random(mut self, rng: Arc<dyn SecureRandom>) -> Self {
-        self.rng = rng;
+        self.rng = NonceSource::Custom(rng);
         self
     }
 
@@ -485,7 +485,7 @@ pub struct FieldCipher {
     algorithm: Algorithm,
     column_subkeys: bool,
     audit: Arc<dyn AuditSink>,
-    rng: Arc<dyn SecureRandom>,
+    rng: NonceSource,
 }
 
 impl FieldCipher {
@@ -498,7 +498,7 @@ impl FieldCipher {
             column_subkeys: false,
             limit: Some(AES_GCM_RANDOM_NONCE_LIMIT),
             audit: Arc::new(NoopSink),
-            rng: Arc::new(SystemRandom),
+            rng: NonceSource::System,
         }
     }
 
@@ -797,6 +797,24 @@ fn header_prefix(stored: &[u8]) -> Result<Cow<'_, [u8]>, FieldError> {
                 .map_err(|_| FieldError::malformed("text form is not base64url"))
         }
         None => Ok(Cow::Borrowed(stored)),
+    }
+}
+
+/// Where nonces come from: the default [`SystemRandom`] is called directly, so the hot path
+/// makes no virtual call for it; any other source goes through the trait.
+#[derive(Debug)]
+enum NonceSource {
+    System,
+    Custom(Arc<dyn SecureRandom>),
+}
+
+impl NonceSource {
+    #[inline]
+    fn fill(&self, dest: &mut [u8]) -> Result<(), palisade_core::random::RandomError> {
+        match self {
+            Self::System => SystemRandom.fill(dest),
+            Self::Custom(rng) => rng.fill(dest),
+        }
     }
 }
 
