@@ -570,8 +570,9 @@ impl FieldCipher {
         // The associated data is built in the output's spare room past the tag and cut off at
         // the end: no second buffer. Fixed-size blocks are appended and then cut to length
         // (`append_block`), which is cheaper than a variable-length copy; the capacity has
-        // room for the slack.
-        let mut out = Vec::with_capacity(sealed_len + 2 * BOUND_BLOCK + ctx.encoded_len());
+        // room for the slack of the second block.
+        let aad_room = BOUND_BLOCK.max(bound_len + ctx.encoded_len());
+        let mut out = Vec::with_capacity(sealed_len + aad_room);
         key.bound.append_to(&mut out);
         envelope::append_block(&mut out, &nonce, nonce_len);
         out.extend_from_slice(plaintext);
