@@ -322,7 +322,9 @@ mod redis_store {
         /// # Errors
         /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
         pub async fn connect(url: &str) -> Result<Self, StoreError> {
-            palisade_core::connect_redis(url).await.map(Self::from_connection)
+            palisade_core::connect_redis(url)
+                .await
+                .map(Self::from_connection)
         }
 
         /// Wraps an existing connection manager.
