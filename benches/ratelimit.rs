@@ -145,13 +145,12 @@ fn redis(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let prefix = format!("palisade-bench:{}", std::process::id());
-    let connect = |rt: &tokio::runtime::Runtime| {
-        rt.block_on(palisade_ratelimit::redis::RedisRateStore::connect(&url))
-            .expect("redis")
-            .prefix(prefix.clone())
+    // Each runtime drives its own connection (made lazily, on the runtime of its first call).
+    let connect = || {
+        let redis = palisade_redis::Redis::open(&url).expect("redis url");
+        palisade_redis::RedisRateStore::new(redis.with_prefix(&prefix).expect("prefix"))
     };
-    // Each runtime drives its own connection.
-    let (store, seq_store) = (connect(&rt), connect(&seq_rt));
+    let (store, seq_store) = (connect(), connect());
     let mut group = c.benchmark_group("ratelimit_redis");
     for (keys, label) in [(1u64, "1key"), (MANY, "100k_keys")] {
         for allow in [true, false] {

@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod once;
+pub mod rate;
+
+pub use connection::{OpenError, Redis};
+pub use once::RedisOneTimeStore;
+pub use rate::RedisRateStore;
