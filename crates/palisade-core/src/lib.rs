@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod family;
 pub mod keyring;
 pub mod once;
 pub mod random;

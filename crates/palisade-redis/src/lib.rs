@@ -2,9 +2,11 @@
 #![forbid(unsafe_code)]
 
 pub mod connection;
+pub mod family;
 pub mod once;
 pub mod rate;
 
 pub use connection::{OpenError, Redis};
+pub use family::RedisFamilyStore;
 pub use once::RedisOneTimeStore;
 pub use rate::RedisRateStore;
