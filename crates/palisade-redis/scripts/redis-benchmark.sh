@@ -43,6 +43,11 @@ run() { # label, key, keys (-r), args, extra redis-benchmark options
 
 for keys in 1 100000; do
   if [ "$keys" = 1 ]; then key='palisade-rb:{bench}:c'; else key='palisade-rb:{__rand_int__}:c'; fi
+  # On a cluster redis-benchmark routes by a `{tag}` it rewrites per master: one key per
+  # master (1 key), or each master's share of the keys in one slot of its own (100k keys).
+  if [ "$CLUSTER" = --cluster ]; then
+    if [ "$keys" = 1 ]; then key='palisade-rb:{tag}:c'; else key='palisade-rb:{tag}:__rand_int__:c'; fi
+  fi
   # Spend every deny key's one unit first (the deny keys are the allow keys' siblings).
   dkey=$(echo "$key" | sed 's/:c$/:d/')
   # shellcheck disable=SC2086

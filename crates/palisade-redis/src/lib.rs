@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod family;
+pub mod model;
 pub mod once;
 pub mod rate;
 
