@@ -204,6 +204,44 @@ impl Redis {
         key
     }
 
+    /// The ACL rules of a Redis user that may run exactly what the stores need, on this
+    /// handle's keys only: `ACL SETUSER <name> on ><password> ` followed by these rules.
+    ///
+    /// The commands are the scripts' calls (`EVALSHA`, `SCRIPT LOAD` after `NOSCRIPT`, and
+    /// what the scripts run: the rate script's hash and sorted-set commands, `TIME`,
+    /// `PEXPIRE`, `DEL`; the family script's `PEXPIRETIME` and `SET`), the claims' and
+    /// families' `SET` and `EXISTS`, and `PING`; on a cluster, `CLUSTER SLOTS` and
+    /// `CLUSTER NODES` to learn the slot map. Keys: `~<prefix>:*`; no pub/sub channel.
+    pub fn acl_rules(&self) -> String {
+        let mut rules = format!("resetkeys ~{}:* resetchannels -@all", self.prefix);
+        for command in [
+            "evalsha",
+            "script|load",
+            "ping",
+            "set",
+            "exists",
+            "del",
+            "time",
+            "pexpire",
+            "pexpiretime",
+            "hmget",
+            "hset",
+            "zremrangebyscore",
+            "zcard",
+            "zrange",
+            "zadd",
+            "zpopmax",
+            "cluster|slots",
+            "cluster|nodes",
+            "cluster|shards",
+            "readonly",
+        ] {
+            rules.push_str(" +");
+            rules.push_str(command);
+        }
+        rules
+    }
+
     /// Runs `cmd` (routed by its key on a cluster) within the time-out.
     ///
     /// # Errors
