@@ -92,7 +92,8 @@ enum Target {
 
 impl Redis {
     /// A handle on the single server at `url` (`redis://[user:password@]host:port/db`, or
-    /// `rediss://` for TLS), with the default prefix and time-out. Does not connect.
+    /// `rediss://` for TLS with the `tls` feature, trusting the system's roots), with the
+    /// default prefix and time-out. Does not connect.
     ///
     /// # Errors
     /// [`OpenError::Url`] when the URL is malformed.
@@ -126,6 +127,26 @@ impl Redis {
             .build()
             .map_err(OpenError::Url)?;
         Ok(Self::new(Target::Cluster(client)))
+    }
+
+    /// A handle on the single server at `url` (`rediss://`) over TLS, trusting only the CA
+    /// certificates in `root_ca_pem` (a private or managed service's CA) rather than the
+    /// system's roots. Does not connect.
+    ///
+    /// The TLS stack is rustls with its `ring` provider (the workspace's). A build that also
+    /// turns on rustls's `aws-lc-rs` must install one provider
+    /// (`rustls::crypto::CryptoProvider::install_default`) before the first call.
+    ///
+    /// # Errors
+    /// [`OpenError::Url`] when the URL is malformed or the PEM holds no certificate.
+    #[cfg(feature = "tls")]
+    pub fn open_tls(url: &str, root_ca_pem: &[u8]) -> Result<Self, OpenError> {
+        let certs = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_ca_pem.to_vec()),
+        };
+        let client = redis::Client::build_with_tls(url, certs).map_err(OpenError::Url)?;
+        Ok(Self::new(Target::Single(client)))
     }
 
     fn new(target: Target) -> Self {

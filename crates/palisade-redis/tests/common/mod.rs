@@ -145,6 +145,33 @@ impl PrivateRedis {
         None
     }
 
+    /// A server serving TLS only, on `port`, with the `--tls-*` arguments in `tls`.
+    pub fn start_tls(port: u16, tls: &[&str]) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(tls)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self { child, port };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// The server's URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
