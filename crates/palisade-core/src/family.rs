@@ -224,19 +224,9 @@ pub mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
     use crate::time::FakeClock;
     use core::time::Duration;
-
-    /// Runs a future that is ready without waiting on I/O (the memory store's are).
-    fn block_on<F: Future>(f: F) -> F::Output {
-        let mut f = core::pin::pin!(f);
-        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
-        loop {
-            if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-                return v;
-            }
-        }
-    }
 
     #[test]
     fn memory_store_passes_conformance() {

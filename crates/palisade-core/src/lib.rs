@@ -39,3 +39,20 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod test_util {
+    use core::future::Future;
+
+    /// Runs a future that is ready without waiting on I/O (the memory stores' are): core has
+    /// no async runtime, not even for its tests.
+    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+}

@@ -39,18 +39,7 @@ fn a_second_revocation_never_shortens_the_first() {
             .revoke(&family, now.saturating_add(Duration::from_secs(5)))
             .await
             .unwrap();
-        let mut conn = common::inspect(&url).await;
-        let key = store.redis_key(&family);
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl = common::pttl_then_delete(&url, &store.redis_key(&family)).await;
         assert!(ttl > 500_000 && ttl <= 600_000, "{ttl}");
-        let _: i64 = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
     });
 }

@@ -77,19 +77,8 @@ fn every_claim_has_a_ttl() {
         let store = RedisOneTimeStore::new(redis);
         let until = SystemClock.now().saturating_add(Duration::from_secs(30));
         assert_eq!(store.claim("s", b"t", until).await.unwrap(), Claim::Claimed);
-        let mut conn = common::inspect(&url).await;
-        let key = store.redis_key("s", b"t");
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl = common::pttl_then_delete(&url, &store.redis_key("s", b"t")).await;
         assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
-        let _: i64 = redis::cmd("DEL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
     });
 }
 

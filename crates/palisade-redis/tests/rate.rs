@@ -121,23 +121,12 @@ fn keys_get_ttls() {
             .unwrap();
         let log = Limiter::new(store.clone(), exact);
         assert!(log.check(b"k", 1).await.unwrap().is_allowed());
-        let mut conn = common::inspect(&url).await;
         for kind in [
             palisade_core::rate::WindowKind::Counter,
             palisade_core::rate::WindowKind::Log,
         ] {
-            let key = store.redis_key(b"k", kind);
-            let ttl: i64 = redis::cmd("PTTL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let ttl = common::pttl_then_delete(&url, &store.redis_key(b"k", kind)).await;
             assert!(ttl > 0 && ttl <= 120_001, "{kind:?}: {ttl}");
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
         }
     });
 }

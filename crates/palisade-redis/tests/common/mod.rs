@@ -105,6 +105,22 @@ pub async fn inspect(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// The remaining time to live of `key` on the server at `url`, in ms; then deletes it.
+pub async fn pttl_then_delete(url: &str, key: &[u8]) -> i64 {
+    let mut conn = inspect(url).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ttl
+}
+
 /// Whether `redis-server` can be run.
 pub fn have_redis_server() -> bool {
     let ok = Command::new("redis-server")
@@ -127,37 +143,19 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts a server on `port` with `extra` arguments, waiting until it accepts connections.
     pub fn start(port: u16, extra: &[&str]) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Self { child, port };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        Self::spawn(port, &["--port", &port.to_string()], extra)
     }
 
     /// A server serving TLS only, on `port`, with the `--tls-*` arguments in `tls`.
     pub fn start_tls(port: u16, tls: &[&str]) -> Option<Self> {
+        Self::spawn(port, &["--port", "0", "--tls-port", &port.to_string()], tls)
+    }
+
+    fn spawn(port: u16, ports: &[&str], extra: &[&str]) -> Option<Self> {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(tls)
+            .args(ports)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
