@@ -402,6 +402,7 @@ impl ConnectionLike for Conn {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -463,6 +464,41 @@ mod tests {
             redis.tagged_key("rate", b"}", "")
         );
         assert_eq!(redis.plain_key("once", b"s{x}"), b"palisade:once:s%7Bx%7D");
+    }
+
+    /// The hash tag Redis Cluster hashes: between the first `{` and the next `}`, if not empty.
+    fn cluster_tag(key: &[u8]) -> &[u8] {
+        let Some(open) = key.iter().position(|&b| b == b'{') else {
+            return key;
+        };
+        match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(0) | None => key,
+            Some(len) => &key[open + 1..open + 1 + len],
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the caller's bytes, keys of distinct (store, tag, suffix) differ, and every
+        /// key built with one tag hashes on exactly that tag's escape (one slot per tag).
+        #[test]
+        fn tagged_keys_are_injective_and_share_their_tag(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            let redis = Redis::open("redis://127.0.0.1:1").unwrap();
+            let (ka, kb) = (redis.tagged_key("rate", &a, ":c"), redis.tagged_key("rate", &b, ":c"));
+            proptest::prop_assert_eq!(ka == kb, a == b);
+            let mut escaped = Vec::new();
+            escape_into(&mut escaped, &a);
+            if !escaped.is_empty() {
+                proptest::prop_assert_eq!(cluster_tag(&ka), &escaped[..]);
+                let other = redis.tagged_key("lockout", &a, ":x");
+                proptest::prop_assert_eq!(cluster_tag(&other), cluster_tag(&ka));
+            }
+            let (pa, pb) = (redis.plain_key("once", &a), redis.plain_key("once", &b));
+            proptest::prop_assert_eq!(pa == pb, a == b);
+            proptest::prop_assert!(!pa.contains(&b'{') && !pa.contains(&b'}'), "no tag");
+        }
     }
 
     #[tokio::test]
