@@ -62,6 +62,9 @@ struct TimedOut(Duration);
 /// A shared, lazily connected Redis: one node or a cluster. Cheap to clone; clones share the
 /// connection.
 ///
+/// The connection's background task runs on the Tokio runtime of the first call; keep a
+/// handle to one runtime (the usual case), or give each runtime a handle of its own.
+///
 /// ```
 /// use palisade_redis::Redis;
 ///
