@@ -3,23 +3,17 @@
 //! - `ratelimit_memory`: governor's keyed GCRA check (the peer) and Palisade's in-memory
 //!   sliding-window check, each allowing and denying, on 1 key and on 100k keys.
 //! - `ratelimit_memory_2threads`: the same with 2 threads on 10k keys (time per check, wall).
-//! - `ratelimit_redis` (when `PALISADE_REDIS_URL` is set): the Redis check, sequential and with
-//!   50 concurrent tasks pipelined on one connection, allowing and denying, 1 key and 100k
-//!   keys, plus a denial answered by the local deny cache. Compare with `redis-benchmark`
-//!   running the same script (`crates/palisade-ratelimit/scripts/redis-benchmark.sh`). The
-//!   sequential checks run on a current-thread runtime, whose connection task runs on the
-//!   calling thread: like `redis-benchmark -c 1`, one thread waits for each answer (a
-//!   multi-threaded runtime's `block_on` would hand every check to a worker and back).
+//!
+//! The Redis decisions are in `redis.rs`.
 
 use core::num::NonZeroU32;
 use core::time::Duration;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
-use palisade_ratelimit::{Limiter, MemoryLimiter, Quota};
+use palisade_ratelimit::{MemoryLimiter, Quota};
 
 const MANY: u64 = 100_000;
 
@@ -131,110 +125,5 @@ fn memory_threads(c: &mut Criterion) {
     group.finish();
 }
 
-fn redis(c: &mut Criterion) {
-    let Ok(url) = std::env::var("PALISADE_REDIS_URL") else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let seq_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let prefix = format!("palisade-bench:{}", std::process::id());
-    let connect = |rt: &tokio::runtime::Runtime| {
-        rt.block_on(palisade_ratelimit::redis::RedisRateStore::connect(&url))
-            .expect("redis")
-            .prefix(prefix.clone())
-    };
-    // Each runtime drives its own connection.
-    let (store, seq_store) = (connect(&rt), connect(&seq_rt));
-    let mut group = c.benchmark_group("ratelimit_redis");
-    for (keys, label) in [(1u64, "1key"), (MANY, "100k_keys")] {
-        for allow in [true, false] {
-            let mode = if allow { "allow" } else { "deny" };
-            let id = format!("{mode}/{label}");
-            // Allow: a limit never reached; deny: one per hour, already spent. The keys expire
-            // two periods after their last write.
-            let quota = if allow {
-                Quota::new(1 << 50, Duration::from_secs(60)).expect("quota")
-            } else {
-                Quota::new(1, Duration::from_secs(60)).expect("quota")
-            };
-            let limiter = Arc::new(Limiter::new(store.clone(), quota));
-            let sequential = Limiter::new(seq_store.clone(), quota);
-            if !allow {
-                // Spend every key's one unit, 50 at a time.
-                rt.block_on(async {
-                    let handles: Vec<_> = (0..50u64)
-                        .map(|t| {
-                            let limiter = limiter.clone();
-                            tokio::spawn(async move {
-                                for k in (t..keys).step_by(50) {
-                                    let _ = limiter.check(&k.to_be_bytes(), 1).await;
-                                }
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        let _ = h.await;
-                    }
-                });
-            }
-            let mut i = 0u64;
-            group.bench_function(BenchmarkId::new("palisade_sequential", &id), |b| {
-                b.iter(|| {
-                    i = i.wrapping_add(1);
-                    let key = key_index(i, keys).to_be_bytes();
-                    seq_rt
-                        .block_on(sequential.check(&key, 1))
-                        .map(|d| d.is_allowed())
-                })
-            });
-            group.bench_function(BenchmarkId::new("palisade_50_concurrent", &id), |b| {
-                b.iter_custom(|iters| {
-                    let tasks = 50u64;
-                    let per_task = iters.div_ceil(tasks);
-                    rt.block_on(async {
-                        let start = Instant::now();
-                        let handles: Vec<_> = (0..tasks)
-                            .map(|t| {
-                                let limiter = limiter.clone();
-                                tokio::spawn(async move {
-                                    for i in 0..per_task {
-                                        let key = key_index(i * tasks + t, keys).to_be_bytes();
-                                        let _ = black_box(limiter.check(&key, 1).await);
-                                    }
-                                })
-                            })
-                            .collect();
-                        for h in handles {
-                            let _ = h.await;
-                        }
-                        start.elapsed()
-                    })
-                })
-            });
-            if !allow && keys == 1 {
-                let cached = Limiter::new(seq_store.clone(), quota).deny_cache(200_000);
-                let mut i = 0u64;
-                group.bench_function(BenchmarkId::new("palisade_deny_cache", &id), |b| {
-                    b.iter(|| {
-                        i = i.wrapping_add(1);
-                        let key = key_index(i, keys).to_be_bytes();
-                        seq_rt
-                            .block_on(cached.check(&key, 1))
-                            .map(|d| d.is_allowed())
-                    })
-                });
-            }
-        }
-    }
-    group.finish();
-}
-
-criterion_group!(benches, memory, memory_threads, redis);
+criterion_group!(benches, memory, memory_threads);
 criterion_main!(benches);

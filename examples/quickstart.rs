@@ -19,13 +19,12 @@ use palisade_audit::{Action, AuditEvent, AuditSink, CheckpointSigner, Verdict};
 use palisade_core::keyring::{Key, KeyId, KeyState, Keyring};
 use palisade_core::once::MemoryOneTimeStore;
 use palisade_core::random::SystemRandom;
-use palisade_core::rate::MemoryRateStore;
 use palisade_core::time::{Clock, FakeClock, UnixTime};
 use palisade_field::{Context, FieldCipher};
 use palisade_otp::recovery::RecoveryOutcome;
 use palisade_otp::{Mfa, OtpSecret, Totp};
 use palisade_password::{Hasher, Params, Verification};
-use palisade_ratelimit::{Lockout, LockoutPolicy};
+use palisade_ratelimit::{Lockout, LockoutPolicy, MemoryRateStore};
 
 type Error = Box<dyn std::error::Error>;
 

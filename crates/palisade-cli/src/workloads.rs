@@ -259,16 +259,20 @@ impl Workload for RedisLimit {
     }
     fn measure(&self, threads: usize, duration: Duration) -> Result<(u64, Duration)> {
         use palisade_ratelimit::Limiter;
-        use palisade_ratelimit::redis::RedisRateStore;
+        use palisade_redis::{Redis, RedisRateStore};
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
             .build()?;
         rt.block_on(async {
-            let store = RedisRateStore::connect(&self.url)
+            let redis = Redis::open(&self.url)
+                .context("PALISADE_REDIS_URL is not a Redis URL")?
+                .with_prefix(&format!("palisade:size:{}", std::process::id()))?;
+            redis
+                .server_time_micros()
                 .await
-                .context("cannot reach Redis at PALISADE_REDIS_URL")?
-                .prefix(format!("palisade:size:{}", std::process::id()));
+                .context("cannot reach Redis at PALISADE_REDIS_URL")?;
+            let store = RedisRateStore::new(redis);
             let limiter = Arc::new(Limiter::new(
                 store,
                 Quota::new(1_000_000, Duration::from_secs(60))?,

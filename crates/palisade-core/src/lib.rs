@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod family;
 pub mod keyring;
 pub mod once;
 pub mod random;
@@ -39,25 +40,19 @@ impl StoreError {
     }
 }
 
-/// Connects to the Redis server at `url` (`redis://host:port/db`), as every Palisade Redis store
-/// does: with time-outs of one second for connecting and for each answer, so that an unreachable
-/// or stalled server fails a call quickly with [`StoreError::Unavailable`] (and the caller's
-/// fail-open or fail-closed policy applies) instead of holding the request. The manager is
-/// multiplexed and reconnects by itself after a failure.
-///
-/// # Errors
-/// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
-#[cfg(feature = "redis")]
-pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StoreError> {
-    use std::time::Duration;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    redis::Client::open(url)
-        .map_err(StoreError::unavailable)?
-        .get_connection_manager_with_config(config)
-        .await
-        .map_err(StoreError::unavailable)
+#[cfg(test)]
+mod test_util {
+    use core::future::Future;
+
+    /// Runs a future that is ready without waiting on I/O (the memory stores' are): core has
+    /// no async runtime, not even for its tests.
+    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        loop {
+            if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
 }

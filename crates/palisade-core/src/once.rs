@@ -5,9 +5,8 @@
 //! [`OneTimeStore::claim`] is the one atomic operation that guarantees it; what to do with the
 //! answer is the caller's policy.
 //!
-//! [`MemoryOneTimeStore`] serves one process; with the `redis` feature,
-//! `RedisOneTimeStore` serves several. Both pass
-//! [`conformance::one_time_store`], which a custom backend should run too.
+//! [`MemoryOneTimeStore`] serves one process; `palisade-redis` has a store that serves several.
+//! Both pass [`conformance::one_time_store`], which a custom backend should run too.
 //!
 //! # Errors
 //! [`StoreError`]: the backend is unreachable, or (memory) full. Callers should fail closed.
@@ -209,102 +208,6 @@ fn entry_key(scope: &str, token: &[u8]) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
-#[cfg(feature = "redis")]
-pub use self::redis_store::RedisOneTimeStore;
-
-#[cfg(feature = "redis")]
-mod redis_store {
-    use super::{Claim, OneTimeStore, StoreError, UnixTime};
-    use core::fmt::Write as _;
-
-    /// A [`OneTimeStore`] in Redis: one `SET key 1 NX PXAT expires_at` per claim, so the
-    /// claim is atomic across every instance that shares the server, and Redis forgets it on
-    /// expiry. Keys are `<prefix>:<scope>:<hex token>` (default prefix `palisade:once`).
-    ///
-    /// Uses a [`redis::aio::ConnectionManager`], which reconnects by itself after a failure;
-    /// while the server is unreachable, claims fail with [`StoreError::Unavailable`].
-    #[derive(Clone)]
-    pub struct RedisOneTimeStore {
-        conn: redis::aio::ConnectionManager,
-        prefix: String,
-    }
-
-    impl core::fmt::Debug for RedisOneTimeStore {
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            f.debug_struct("RedisOneTimeStore")
-                .field("prefix", &self.prefix)
-                .finish()
-        }
-    }
-
-    impl RedisOneTimeStore {
-        /// Connects to the server at `url` (`redis://host:port/db`) with
-        /// [`crate::connect_redis`]'s time-outs.
-        ///
-        /// # Errors
-        /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
-        pub async fn connect(url: &str) -> Result<Self, StoreError> {
-            crate::connect_redis(url).await.map(Self::from_connection)
-        }
-
-        /// Wraps an existing connection manager.
-        pub fn from_connection(conn: redis::aio::ConnectionManager) -> Self {
-            Self {
-                conn,
-                prefix: "palisade:once".into(),
-            }
-        }
-
-        /// Sets the key prefix, to keep applications sharing a server apart.
-        #[must_use]
-        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-            self.prefix = prefix.into();
-            self
-        }
-    }
-
-    impl OneTimeStore for RedisOneTimeStore {
-        async fn claim(
-            &self,
-            scope: &str,
-            token: &[u8],
-            expires_at: UnixTime,
-        ) -> Result<Claim, StoreError> {
-            let mut key = String::with_capacity(
-                self.prefix
-                    .len()
-                    .saturating_add(scope.len())
-                    .saturating_add(2 * token.len() + 2),
-            );
-            key.push_str(&self.prefix);
-            key.push(':');
-            key.push_str(scope);
-            key.push(':');
-            for b in token {
-                let _ = write!(key, "{b:02x}");
-            }
-            // PXAT needs a time in the future; a claim that is already past its expiry still
-            // gets a moment's life so that a concurrent duplicate is refused.
-            let at_ms = expires_at.as_millis().max(1);
-            let mut conn = self.conn.clone();
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(1u8)
-                .arg("NX")
-                .arg("PXAT")
-                .arg(at_ms)
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::unavailable)?;
-            Ok(if set.is_some() {
-                Claim::Claimed
-            } else {
-                Claim::AlreadyUsed
-            })
-        }
-    }
-}
-
 /// The conformance suite every [`OneTimeStore`] backend must pass.
 pub mod conformance {
     use super::{Claim, OneTimeStore};
@@ -377,17 +280,11 @@ pub mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
     use crate::time::FakeClock;
     use core::time::Duration;
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
 
     #[test]
     fn memory_store_passes_conformance() {

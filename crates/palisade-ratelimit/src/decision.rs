@@ -21,8 +21,10 @@
 
 use core::time::Duration;
 
-use palisade_core::rate::{CounterCounts, RateCounts, weighted_previous};
+use palisade_core::rate::{RateCounts, weighted_previous};
 use palisade_core::time::UnixTime;
+
+use crate::store::CounterCounts;
 
 use crate::quota::{Algorithm, Quota};
 
@@ -181,9 +183,9 @@ pub fn counter_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decisi
 /// The sliding-window counter's decision for spending `cost` under `limit` per `period_nanos`
 /// (at least a microsecond), from what the store saw at `now`: [`counter_decision`] without a
 /// [`Quota`] or a [`RateCounts`] (the in-memory limiter's hot path, over
-/// [`MemoryRateStore::apply_counter_at`](palisade_core::rate::MemoryRateStore::apply_counter_at)).
+/// `MemoryRateStore::apply_counter_at`).
 #[inline]
-pub fn counter_decision_at(
+pub(crate) fn counter_decision_at(
     limit: u64,
     period_nanos: u64,
     cost: u64,
@@ -271,7 +273,8 @@ pub fn log_decision(quota: &Quota, cost: u64, counts: &RateCounts) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_core::rate::{MemoryRateStore, RateOp};
+    use crate::MemoryRateStore;
+    use palisade_core::rate::RateOp;
 
     const MIN: Duration = Duration::from_secs(60);
 

@@ -13,8 +13,7 @@ pub mod limiter;
 pub mod lockout;
 pub mod memory;
 pub mod quota;
-#[cfg(feature = "redis")]
-pub mod redis;
+mod store;
 
 pub use clock::FastClock;
 pub use config::{Allowlist, Config, IpNet, KeyKind, Policy};
@@ -25,3 +24,4 @@ pub use limiter::{FailPolicy, Limiter};
 pub use lockout::{Lockout, LockoutPolicy, LockoutStatus};
 pub use memory::MemoryLimiter;
 pub use quota::{Algorithm, Quota, QuotaResolver, SharedQuota};
+pub use store::MemoryRateStore;

@@ -109,7 +109,7 @@ impl fmt::Debug for Reporter {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use palisade_core::rate::MemoryRateStore;
+/// use palisade_ratelimit::MemoryRateStore;
 /// use palisade_ratelimit::{Limiter, Quota};
 ///
 /// let limiter = Limiter::new(MemoryRateStore::new(), Quota::per_minute(1));
@@ -311,8 +311,8 @@ impl<S: fmt::Debug> fmt::Debug for Limiter<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MemoryRateStore;
     use palisade_core::audit::MemorySink;
-    use palisade_core::rate::MemoryRateStore;
     use palisade_core::time::FakeClock;
 
     fn block_on<F: core::future::Future>(f: F) -> F::Output {

@@ -161,7 +161,7 @@ pub struct LockoutCounts {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use palisade_core::rate::MemoryRateStore;
+/// use palisade_ratelimit::MemoryRateStore;
 /// use palisade_ratelimit::{Lockout, LockoutPolicy};
 ///
 /// let lockout = Lockout::new(MemoryRateStore::new(), LockoutPolicy::default()).unwrap();
@@ -462,8 +462,8 @@ fn unavailable(source: StoreError) -> RateLimitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MemoryRateStore;
     use palisade_core::audit::MemorySink;
-    use palisade_core::rate::MemoryRateStore;
     use palisade_core::time::{Clock, FakeClock};
 
     fn block_on<F: core::future::Future>(f: F) -> F::Output {

@@ -21,7 +21,7 @@ use core::fmt;
 use std::sync::Arc;
 
 use palisade_core::audit::AuditSink;
-use palisade_core::rate::{MemoryRateStore, RateOp};
+use palisade_core::rate::RateOp;
 use palisade_core::time::{Clock, UnixTime};
 
 use crate::FastClock;
@@ -29,6 +29,7 @@ use crate::RateLimitError;
 use crate::decision::{Decision, counter_decision_at, decide};
 use crate::limiter::{FailPolicy, Reporter};
 use crate::quota::{Algorithm, Quota, QuotaResolver, SharedQuota};
+use crate::store::MemoryRateStore;
 
 /// A keyed, sharded, bounded in-process rate limiter.
 ///

@@ -7,8 +7,9 @@
 
 use core::time::Duration;
 
-use palisade_core::rate::{MemoryRateStore, RateOp};
+use palisade_core::rate::RateOp;
 use palisade_core::time::{Clock, FakeClock, UnixTime};
+use palisade_ratelimit::MemoryRateStore;
 use palisade_ratelimit::decision::decide;
 use palisade_ratelimit::{MemoryLimiter, Quota};
 use proptest::prelude::*;

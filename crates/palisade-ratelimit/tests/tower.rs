@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use palisade_core::rate::MemoryRateStore;
+use palisade_ratelimit::MemoryRateStore;
 use palisade_ratelimit::http::RateLimitLayer;
 use palisade_ratelimit::{Allowlist, Limiter, Quota};
 use tower::{Layer, ServiceExt, service_fn};

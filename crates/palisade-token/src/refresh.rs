@@ -16,8 +16,9 @@
 //! - a [`OneTimeStore`] claims each token once (scope `palisade:refresh`);
 //! - a [`FamilyStore`] remembers revoked families until their last token expires.
 //!
-//! Both have in-memory and Redis implementations; with Redis, several service instances agree:
-//! when two requests redeem one token at once, exactly one wins.
+//! Both traits live in `palisade-core`, with in-memory implementations; `palisade-redis` has
+//! Redis ones, with which several service instances agree: when two requests redeem one token
+//! at once, exactly one wins.
 //!
 //! # Lifetimes
 //! A token lives [`RefreshConfig::ttl`] (default 14 days: the idle timeout, since every
@@ -35,20 +36,18 @@
 //! subject, never the token.
 
 use core::fmt;
-use core::future::Future;
 use core::time::Duration;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use palisade_core::StoreError;
 use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
+pub use palisade_core::family::{FamilyStore, MemoryFamilyStore, TokenFamily};
 use palisade_core::keyring::Keyring;
 use palisade_core::once::{Claim, OneTimeStore};
 use palisade_core::random::{SecureRandom, SystemRandom};
 use palisade_core::secret::ct_eq;
-use palisade_core::time::{Clock, SystemClock, UnixTime};
+use palisade_core::time::UnixTime;
 use zeroize::Zeroizing;
 
 use crate::TokenError;
@@ -64,37 +63,6 @@ pub const MAX_SUBJECT_LEN: usize = 255;
 pub const MAX_TOKEN_LEN: usize = 512;
 /// The one-time store scope of refresh-token claims.
 pub const CLAIM_SCOPE: &str = "palisade:refresh";
-
-/// A token family: the chain of refresh tokens that descends from one sign-in. Not secret.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenFamily([u8; 16]);
-
-impl TokenFamily {
-    /// The family's 16 bytes.
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
-    }
-
-    /// A family from its bytes (as kept by the application, to revoke it at sign-out).
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(bytes)
-    }
-}
-
-impl fmt::Display for TokenFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for TokenFamily {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TokenFamily({self})")
-    }
-}
 
 /// A refresh token, to hand to the client. Zeroized on drop, `***` in `Debug`, no `Display`,
 /// `Serialize` or `Clone`.
@@ -160,217 +128,6 @@ pub enum RefreshOutcome {
         /// The revoked family.
         family: TokenFamily,
     },
-}
-
-/// Remembers revoked token families.
-///
-/// # Implementing
-/// Two operations, each one atomic step. `revoke` must be durable for as long as `until`
-/// (afterwards every token of the family has expired anyway).
-pub trait FamilyStore: fmt::Debug + Send + Sync {
-    /// Marks `family` revoked until `until`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the backend cannot answer.
-    fn revoke(
-        &self,
-        family: &TokenFamily,
-        until: UnixTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Whether `family` is revoked.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the backend cannot answer.
-    fn is_revoked(
-        &self,
-        family: &TokenFamily,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-}
-
-impl<S: FamilyStore + ?Sized> FamilyStore for Arc<S> {
-    fn revoke(
-        &self,
-        family: &TokenFamily,
-        until: UnixTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).revoke(family, until)
-    }
-
-    fn is_revoked(
-        &self,
-        family: &TokenFamily,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).is_revoked(family)
-    }
-}
-
-/// An in-process [`FamilyStore`]; expired entries are swept as new ones arrive. Bounded by
-/// `max_entries` (default 1,000,000): when full even after a sweep, `revoke` fails with
-/// [`StoreError::Full`] (and redemption fails closed).
-#[derive(Debug)]
-pub struct MemoryFamilyStore<C = SystemClock> {
-    revoked: Mutex<HashMap<TokenFamily, UnixTime>>,
-    clock: C,
-    max_entries: usize,
-}
-
-impl MemoryFamilyStore<SystemClock> {
-    /// A store on the system clock.
-    pub fn new() -> Self {
-        Self::with_clock(SystemClock)
-    }
-}
-
-impl Default for MemoryFamilyStore<SystemClock> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<C: Clock> MemoryFamilyStore<C> {
-    /// A store that reads `clock` to forget revocations past their end.
-    pub fn with_clock(clock: C) -> Self {
-        Self {
-            revoked: Mutex::new(HashMap::new()),
-            clock,
-            max_entries: 1_000_000,
-        }
-    }
-
-    /// Caps the number of revoked families held.
-    #[must_use]
-    pub fn max_entries(mut self, max: usize) -> Self {
-        self.max_entries = max.max(1);
-        self
-    }
-
-    /// The synchronous revoke.
-    ///
-    /// # Errors
-    /// [`StoreError::Full`].
-    pub fn revoke_now(&self, family: &TokenFamily, until: UnixTime) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let mut map = self.revoked.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.max_entries {
-            map.retain(|_, end| *end > now);
-        }
-        if map.len() >= self.max_entries && !map.contains_key(family) {
-            return Err(StoreError::Full);
-        }
-        let end = map.entry(*family).or_insert(until);
-        *end = (*end).max(until);
-        Ok(())
-    }
-
-    /// The synchronous check.
-    pub fn is_revoked_now(&self, family: &TokenFamily) -> bool {
-        let now = self.clock.now();
-        self.revoked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(family)
-            .is_some_and(|end| *end > now)
-    }
-}
-
-impl<C: Clock> FamilyStore for MemoryFamilyStore<C> {
-    fn revoke(
-        &self,
-        family: &TokenFamily,
-        until: UnixTime,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        core::future::ready(self.revoke_now(family, until))
-    }
-
-    fn is_revoked(
-        &self,
-        family: &TokenFamily,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        core::future::ready(Ok(self.is_revoked_now(family)))
-    }
-}
-
-#[cfg(feature = "redis")]
-pub use self::redis_store::RedisFamilyStore;
-
-#[cfg(feature = "redis")]
-mod redis_store {
-    use super::{FamilyStore, StoreError, TokenFamily, UnixTime};
-
-    /// A [`FamilyStore`] in Redis: `SET <prefix>:<family hex> 1 PXAT <until>` to revoke,
-    /// `EXISTS` to check; Redis forgets a revocation when its family has expired. Default
-    /// prefix `palisade:family`.
-    #[derive(Clone)]
-    pub struct RedisFamilyStore {
-        conn: redis::aio::ConnectionManager,
-        prefix: String,
-    }
-
-    impl core::fmt::Debug for RedisFamilyStore {
-        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            f.debug_struct("RedisFamilyStore")
-                .field("prefix", &self.prefix)
-                .finish()
-        }
-    }
-
-    impl RedisFamilyStore {
-        /// Connects to the server at `url` (`redis://host:port/db`) with
-        /// [`palisade_core::connect_redis`]'s time-outs.
-        ///
-        /// # Errors
-        /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
-        pub async fn connect(url: &str) -> Result<Self, StoreError> {
-            palisade_core::connect_redis(url)
-                .await
-                .map(Self::from_connection)
-        }
-
-        /// Wraps an existing connection manager.
-        pub fn from_connection(conn: redis::aio::ConnectionManager) -> Self {
-            Self {
-                conn,
-                prefix: "palisade:family".into(),
-            }
-        }
-
-        /// Sets the key prefix.
-        #[must_use]
-        pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-            self.prefix = prefix.into();
-            self
-        }
-
-        fn key(&self, family: &TokenFamily) -> String {
-            format!("{}:{family}", self.prefix)
-        }
-    }
-
-    impl FamilyStore for RedisFamilyStore {
-        async fn revoke(&self, family: &TokenFamily, until: UnixTime) -> Result<(), StoreError> {
-            let mut conn = self.conn.clone();
-            let _: Option<String> = redis::cmd("SET")
-                .arg(self.key(family))
-                .arg(1u8)
-                .arg("PXAT")
-                .arg(until.as_millis().max(1))
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::unavailable)?;
-            Ok(())
-        }
-
-        async fn is_revoked(&self, family: &TokenFamily) -> Result<bool, StoreError> {
-            let mut conn = self.conn.clone();
-            let n: u32 = redis::cmd("EXISTS")
-                .arg(self.key(family))
-                .query_async(&mut conn)
-                .await
-                .map_err(StoreError::unavailable)?;
-            Ok(n > 0)
-        }
-    }
 }
 
 /// Settings for [`RefreshTokens`].
@@ -513,7 +270,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
     /// [`TokenError::Config`] for a subject longer than [`MAX_SUBJECT_LEN`];
     /// [`TokenError::Random`]; [`TokenError::Keyring`].
     pub fn issue(&self, subject: &str, now: UnixTime) -> Result<RefreshToken, TokenError> {
-        let family = TokenFamily(palisade_core::random::array(&*self.rng)?);
+        let family = TokenFamily::from_bytes(palisade_core::random::array(&*self.rng)?);
         let family_end = now.saturating_add(self.config.family_lifetime);
         self.mint(family, 0, subject, now, family_end)
     }
@@ -535,7 +292,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         let mut raw = Zeroizing::new(Vec::with_capacity(160));
         raw.push(VERSION);
         push_short_str(&mut raw, key.id().as_str()).ok_or(TokenError::Config("key id too long"))?;
-        raw.extend_from_slice(&family.0);
+        raw.extend_from_slice(family.as_bytes());
         raw.extend_from_slice(&generation.to_be_bytes());
         push_short_str(&mut raw, subject).ok_or(TokenError::Config("subject too long"))?;
         raw.extend_from_slice(&expires_at.as_secs().to_be_bytes());
@@ -570,7 +327,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         if !ct_eq(&expected, tag) {
             return None;
         }
-        let family = TokenFamily(r.array()?);
+        let family = TokenFamily::from_bytes(r.array()?);
         let generation = r.u32()?;
         let subject = r.short_str()?;
         let expires_at = UnixTime::from_secs(r.u64()?);
@@ -622,7 +379,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
             return Ok(RefreshOutcome::Revoked);
         }
         let mut claim_id = [0u8; 32];
-        claim_id[..16].copy_from_slice(&body.family.0);
+        claim_id[..16].copy_from_slice(body.family.as_bytes());
         claim_id[16..].copy_from_slice(&body.nonce);
         match self
             .once
@@ -681,7 +438,7 @@ mod tests {
     use palisade_core::keyring::KeyId;
     use palisade_core::once::MemoryOneTimeStore;
     use palisade_core::secret::SecretBytes;
-    use palisade_core::time::FakeClock;
+    use palisade_core::time::{Clock, FakeClock};
 
     fn block_on<T>(f: impl Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
@@ -773,23 +530,5 @@ mod tests {
         let clock = FakeClock::new(UnixTime::from_secs(1));
         assert!(tokens(&clock).issue(&"x".repeat(256), clock.now()).is_err());
         assert!(tokens(&clock).issue(&"x".repeat(255), clock.now()).is_ok());
-    }
-
-    #[test]
-    fn memory_family_store_forgets_after_the_end() {
-        let clock = FakeClock::new(UnixTime::from_secs(10));
-        let store = MemoryFamilyStore::with_clock(clock.clone()).max_entries(1);
-        let a = TokenFamily([1; 16]);
-        store.revoke_now(&a, UnixTime::from_secs(20)).unwrap();
-        assert!(store.is_revoked_now(&a));
-        assert!(matches!(
-            store.revoke_now(&TokenFamily([2; 16]), UnixTime::from_secs(20)),
-            Err(StoreError::Full)
-        ));
-        clock.advance(Duration::from_secs(10));
-        assert!(!store.is_revoked_now(&a));
-        store
-            .revoke_now(&TokenFamily([2; 16]), UnixTime::from_secs(40))
-            .unwrap();
     }
 }

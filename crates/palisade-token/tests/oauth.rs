@@ -1,5 +1,5 @@
 //! OAuth state and OIDC nonce through the public API: expiry, replay, tampering and session
-//! binding, each refusal audited; replay refused across two instances sharing Redis.
+//! binding, each refusal audited (replay across instances sharing Redis: palisade-redis).
 
 // Test helpers may unwrap and index like the tests themselves: a panic is a failed test.
 #![allow(
@@ -225,67 +225,5 @@ fn nonces_work_the_same_way_and_keys_rotate() {
                 .unwrap(),
             StateCheck::Rejected(StateRejection::Tampered)
         );
-    });
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn replay_is_refused_across_instances_sharing_redis() {
-    use palisade_core::once::RedisOneTimeStore;
-    use palisade_core::time::SystemClock;
-    let Ok(url) = std::env::var("PALISADE_REDIS_URL") else {
-        eprintln!("skipped: PALISADE_REDIS_URL is not set");
-        return;
-    };
-    let prefix = format!(
-        "palisade-token-test:{}:{}",
-        std::process::id(),
-        SystemClock.now().as_nanos()
-    );
-    block_on(async {
-        let a = OAuthStates::new(
-            ring(),
-            RedisOneTimeStore::connect(&url)
-                .await
-                .unwrap()
-                .prefix(prefix.clone()),
-        )
-        .unwrap();
-        let b = OAuthStates::new(
-            ring(),
-            RedisOneTimeStore::connect(&url)
-                .await
-                .unwrap()
-                .prefix(prefix.clone()),
-        )
-        .unwrap();
-        let now = SystemClock.now();
-        let state = a.issue(Purpose::State, "sess-1", now).unwrap();
-        let (x, y) = tokio::join!(
-            a.check(Purpose::State, &state, "sess-1", now),
-            b.check(Purpose::State, &state, "sess-1", now)
-        );
-        let mut answers = [x.unwrap(), y.unwrap()];
-        answers.sort_by_key(|v| matches!(v, StateCheck::Valid));
-        assert_eq!(
-            answers,
-            [
-                StateCheck::Rejected(StateRejection::Replayed),
-                StateCheck::Valid
-            ]
-        );
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(keys.len(), 1, "one claim written");
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
     });
 }

@@ -1,5 +1,5 @@
 //! Refresh-token rotation through the public API: reuse detection, sign-out, key rotation, and
-//! concurrent redemption of one token (exactly one wins) in memory and in Redis.
+//! concurrent redemption of one token (exactly one wins) in memory (in Redis: palisade-redis).
 
 // Test helpers may unwrap and index like the tests themselves: a panic is a failed test.
 #![allow(
@@ -272,88 +272,6 @@ fn concurrent_redemption_in_memory_has_one_winner() {
         .unwrap(),
     );
     runtime().block_on(race(tokens, 16, 50));
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn concurrent_redemption_in_redis_has_one_winner() {
-    use palisade_core::once::RedisOneTimeStore;
-    use palisade_token::refresh::RedisFamilyStore;
-
-    let Ok(url) = std::env::var("PALISADE_REDIS_URL") else {
-        eprintln!("skipped: PALISADE_REDIS_URL is not set");
-        return;
-    };
-    let run = format!(
-        "palisade-token-test:{}:{}",
-        std::process::id(),
-        SystemClock.now().as_nanos()
-    );
-    runtime().block_on(async {
-        // Two connections each, as two service instances would have.
-        let once = RedisOneTimeStore::connect(&url)
-            .await
-            .unwrap()
-            .prefix(format!("{run}:once"));
-        let families = RedisFamilyStore::connect(&url)
-            .await
-            .unwrap()
-            .prefix(format!("{run}:family"));
-        // Short lifetimes: every key this test writes expires by itself within two minutes.
-        let config = RefreshConfig::default()
-            .ttl(Duration::from_secs(120))
-            .family_lifetime(Duration::from_secs(120));
-        let tokens = Arc::new(RefreshTokens::new(ring(), once, families, config).unwrap());
-        race(tokens.clone(), 8, 10).await;
-
-        let t0 = tokens.issue("dave", SystemClock.now()).unwrap();
-        assert!(matches!(
-            tokens
-                .redeem(t0.expose_secret(), SystemClock.now())
-                .await
-                .unwrap(),
-            RefreshOutcome::Rotated { .. }
-        ));
-        assert!(matches!(
-            tokens
-                .redeem(t0.expose_secret(), SystemClock.now())
-                .await
-                .unwrap(),
-            RefreshOutcome::ReuseDetected { .. }
-        ));
-        cleanup(&url, &run).await;
-    });
-}
-
-#[cfg(feature = "redis")]
-async fn cleanup(url: &str, run: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{run}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
-}
-
-#[cfg(feature = "redis")]
-#[test]
-fn redis_unreachable_is_a_typed_error() {
-    // Nothing listens on port 1: connecting fails with a typed error, no panic.
-    runtime().block_on(async {
-        assert!(
-            palisade_token::refresh::RedisFamilyStore::connect("redis://127.0.0.1:1")
-                .await
-                .is_err()
-        );
-    });
 }
 
 /// Stores that never answer, as a backend that is down.

@@ -16,7 +16,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use std::sync::Arc;
-//! use palisade_core::rate::MemoryRateStore;
+//! use palisade_ratelimit::MemoryRateStore;
 //! use palisade_ratelimit::http::RateLimitLayer;
 //! use palisade_ratelimit::{Limiter, Quota};
 //! use tower::{Layer, Service, ServiceExt, service_fn};

@@ -4,25 +4,28 @@
 //! `EVALSHA` ([`redis::Script`] falls back to loading it after a server restart), so every
 //! decision is one round trip and atomic on the server. The script:
 //! - reads the time from the server (`TIME`), so instances with skewed clocks agree;
-//! - touches exactly one key, `<prefix>:{<key>}:c` (counter, a hash) or `<prefix>:{<key>}:l`
-//!   (log, a sorted set); the braces are a hash tag, so a key's windows share a Redis Cluster
-//!   slot;
+//! - touches exactly one key, `<prefix>:rate:{<key>}:c` (counter, a hash) or
+//!   `<prefix>:rate:{<key>}:l` (log, a sorted set); the braces are a hash tag, so a key's
+//!   windows share a Redis Cluster slot, with every other store's keys tagged by the same key;
 //! - sets a TTL on every write (counter: the end of the next window; log: one period after the
 //!   newest entry), so Redis forgets idle keys by itself.
 //!
-//! The connection is a [`redis::aio::ConnectionManager`]: multiplexed, so concurrent decisions
-//! from many tasks are pipelined on one connection, and reconnecting by itself after a failure.
-//! While the server is unreachable, calls fail with [`StoreError::Unavailable`]; the
-//! [`Limiter`](crate::Limiter)'s fail policy decides what to answer.
+//! The connection is the shared [`Redis`] handle: multiplexed, so concurrent decisions from many
+//! tasks are pipelined, and reconnecting by itself after a failure. While the server is
+//! unreachable, calls fail with [`StoreError::Unavailable`] within the handle's time-out; the
+//! limiter's fail policy decides what to answer.
 //!
 //! # Errors
 //! [`StoreError::Unavailable`] for connection loss, time-outs and unexpected replies.
 
 use core::fmt;
+use std::sync::Arc;
 
 use palisade_core::StoreError;
 use palisade_core::rate::{RateCounts, RateOp, RateRequest, RateStore, WindowKind};
 use palisade_core::time::UnixTime;
+
+use crate::Redis;
 
 /// The script. Times are microseconds (the precision of Redis `TIME`); Lua numbers are doubles,
 /// exact for integers up to 2^53, so limits and costs are capped there and large values are
@@ -115,60 +118,35 @@ const LUA_MAX: u64 = 1 << 53;
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisRateStore {
-    conn: redis::aio::ConnectionManager,
-    script: std::sync::Arc<redis::Script>,
-    prefix: String,
+    redis: Redis,
+    script: Arc<redis::Script>,
 }
 
 impl fmt::Debug for RedisRateStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRateStore")
-            .field("prefix", &self.prefix)
+            .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisRateStore {
-    /// Connects to `url` (`redis://host:port/db`) with [`palisade_core::connect_redis`]'s
-    /// time-outs (one second to connect and per answer), so an unreachable server fails a
-    /// decision quickly.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] when the URL is malformed or the server does not answer.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        palisade_core::connect_redis(url)
-            .await
-            .map(Self::from_connection)
-    }
-
-    /// Wraps an existing connection manager.
-    pub fn from_connection(conn: redis::aio::ConnectionManager) -> Self {
+    /// The store on `redis` (its prefix keeps applications apart).
+    pub fn new(redis: Redis) -> Self {
         Self {
-            conn,
-            script: std::sync::Arc::new(redis::Script::new(SCRIPT)),
-            prefix: "palisade:rate".into(),
+            redis,
+            script: Arc::new(redis::Script::new(SCRIPT)),
         }
     }
 
-    /// Sets the key prefix (default `palisade:rate`), to keep applications sharing a server
-    /// apart.
-    #[must_use]
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The Redis key that holds `key`'s window of `kind`.
+    /// The Redis key that holds `key`'s window of `kind`: `<prefix>:rate:{<key>}:c` (counter)
+    /// or `:l` (log), hash-tagged by `key`.
     pub fn redis_key(&self, key: &[u8], kind: WindowKind) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + key.len() + 6);
-        k.extend_from_slice(self.prefix.as_bytes());
-        k.extend_from_slice(b":{");
-        k.extend_from_slice(key);
-        k.extend_from_slice(match kind {
-            WindowKind::Log => b"}:l",
-            _ => b"}:c",
-        });
-        k
+        let suffix = match kind {
+            WindowKind::Log => ":l",
+            WindowKind::Counter => ":c",
+        };
+        self.redis.tagged_key("rate", key, suffix)
     }
 }
 
@@ -178,7 +156,7 @@ impl RateStore for RedisRateStore {
             RateOp::Acquire(c) => ("a", c),
             RateOp::Peek(c) => ("p", c),
             RateOp::Refund(c) => ("r", c),
-            _ => ("x", 0),
+            RateOp::Clear => ("x", 0),
         };
         let kind = request.kind;
         let period_us = (request.period_nanos() / 1_000).clamp(1, LUA_MAX);
@@ -189,11 +167,7 @@ impl RateStore for RedisRateStore {
             .arg(request.limit.min(LUA_MAX))
             .arg(op)
             .arg(cost.min(LUA_MAX));
-        let mut conn = self.conn.clone();
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(StoreError::unavailable)?;
+        let reply: Vec<i64> = self.redis.invoke(&invocation).await?;
         parse_reply(kind, &reply)
     }
 }
@@ -213,7 +187,7 @@ fn parse_reply(kind: WindowKind, reply: &[i64]) -> Result<RateCounts, StoreError
         WindowKind::Log => {
             RateCounts::log(us(*now), admitted, log.iter().map(|&t| us(t)).collect())
         }
-        _ => RateCounts::counter(
+        WindowKind::Counter => RateCounts::counter(
             us(*now),
             admitted,
             count(*current),

@@ -1,82 +1,55 @@
-//! The Redis store against real servers: the shared one (`PALISADE_REDIS_URL`) for conformance
-//! and concurrency, a private `redis-server` on a free port for the fault test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-#![cfg(feature = "redis")]
-#![allow(clippy::print_stderr)]
+//! The Redis rate store against real servers: the shared node (`PALISADE_REDIS_URL`) and the
+//! local cluster (`PALISADE_REDIS_CLUSTER_URLS`) for conformance and concurrency, a private
+//! `redis-server` on a free port for the fault tests. Each is skipped, with a message, when
+//! not configured.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+mod common;
 
 use core::time::Duration;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use common::{PrivateRedis, free_port, runtime};
 use palisade_core::StoreError;
 use palisade_core::rate::conformance;
-use palisade_ratelimit::redis::RedisRateStore;
 use palisade_ratelimit::{
     Algorithm, FailPolicy, Limiter, Lockout, LockoutPolicy, Quota, RateLimitError,
 };
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn shared_url() -> Option<String> {
-    let url = std::env::var("PALISADE_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("skipped: PALISADE_REDIS_URL is not set");
-    }
-    url
-}
-
-fn unique_prefix(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("palisade-test:{what}:{}:{nanos}", std::process::id())
-}
-
-/// A store on `url` under a fresh prefix naming `what`.
-async fn store(url: &str, what: &str) -> RedisRateStore {
-    RedisRateStore::connect(url)
-        .await
-        .unwrap()
-        .prefix(unique_prefix(what))
-}
+use palisade_redis::{Redis, RedisRateStore};
 
 /// Runs `cmd`, expecting an integer.
 async fn int(conn: &mut redis::aio::MultiplexedConnection, cmd: &redis::Cmd) -> i64 {
     cmd.query_async(conn).await.unwrap()
 }
 
+/// A store on the shared node under a fresh prefix naming `what`.
+fn store(what: &str) -> Option<RedisRateStore> {
+    common::single(what).map(RedisRateStore::new)
+}
+
 #[test]
 fn redis_store_passes_conformance() {
-    let Some(url) = shared_url() else { return };
-    runtime().block_on(async {
-        let store = store(&url, "conformance").await;
-        conformance::rate_store(&store).await;
-    });
+    for (name, redis) in common::backends("rate-conformance") {
+        runtime().block_on(conformance::rate_store(&RedisRateStore::new(redis)));
+        eprintln!("{name}: passed");
+    }
 }
 
 #[test]
 fn several_clients_admit_exactly_the_limit_together() {
-    let Some(url) = shared_url() else { return };
+    let Some(url) = common::single_url() else {
+        return;
+    };
     let rt = runtime();
     for algorithm in [Algorithm::SlidingWindow, Algorithm::ExactLog] {
-        let prefix = unique_prefix("concurrency");
+        let prefix = common::unique_prefix("concurrency");
         let quota = Quota::per_hour(300).with_algorithm(algorithm).unwrap();
         let admitted = rt.block_on(async {
             // Four instances, each with its own connection, all on one key.
             let mut limiters = Vec::new();
             for _ in 0..4 {
-                let store = RedisRateStore::connect(&url)
-                    .await
-                    .unwrap()
-                    .prefix(prefix.clone());
+                let redis = Redis::open(&url).unwrap().with_prefix(&prefix).unwrap();
+                let store = RedisRateStore::new(redis);
                 limiters.push(Arc::new(Limiter::new(store, quota)));
             }
             let mut tasks = Vec::new();
@@ -110,26 +83,18 @@ fn several_clients_admit_exactly_the_limit_together() {
 
 #[test]
 fn lockout_state_lives_in_redis() {
-    let Some(url) = shared_url() else { return };
+    let Some(url) = common::single_url() else {
+        return;
+    };
     runtime().block_on(async {
-        let prefix = unique_prefix("lockout");
+        let prefix = common::unique_prefix("lockout");
+        let fresh = || {
+            let redis = Redis::open(&url).unwrap().with_prefix(&prefix).unwrap();
+            RedisRateStore::new(redis)
+        };
         let ip = "203.0.113.50".parse().unwrap();
-        let a = Lockout::new(
-            RedisRateStore::connect(&url)
-                .await
-                .unwrap()
-                .prefix(prefix.clone()),
-            LockoutPolicy::default(),
-        )
-        .unwrap();
-        let b = Lockout::new(
-            RedisRateStore::connect(&url)
-                .await
-                .unwrap()
-                .prefix(prefix.clone()),
-            LockoutPolicy::default(),
-        )
-        .unwrap();
+        let a = Lockout::new(fresh(), LockoutPolicy::default()).unwrap();
+        let b = Lockout::new(fresh(), LockoutPolicy::default()).unwrap();
         for i in 0..5 {
             // Alternate instances: they share one count.
             let l = if i % 2 == 0 { &a } else { &b };
@@ -144,10 +109,11 @@ fn lockout_state_lives_in_redis() {
 
 #[test]
 fn keys_get_ttls() {
-    let Some(url) = shared_url() else { return };
+    let Some(url) = common::single_url() else {
+        return;
+    };
     runtime().block_on(async {
-        let prefix = unique_prefix("ttl");
-        let store = RedisRateStore::connect(&url).await.unwrap().prefix(prefix);
+        let store = store("ttl").unwrap();
         let limiter = Limiter::new(store.clone(), Quota::per_minute(10));
         assert!(limiter.check(b"k", 1).await.unwrap().is_allowed());
         let exact = Quota::per_minute(10)
@@ -155,40 +121,29 @@ fn keys_get_ttls() {
             .unwrap();
         let log = Limiter::new(store.clone(), exact);
         assert!(log.check(b"k", 1).await.unwrap().is_allowed());
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         for kind in [
             palisade_core::rate::WindowKind::Counter,
             palisade_core::rate::WindowKind::Log,
         ] {
-            let key = store.redis_key(b"k", kind);
-            let ttl: i64 = redis::cmd("PTTL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let ttl = common::pttl_then_delete(&url, &store.redis_key(b"k", kind)).await;
             assert!(ttl > 0 && ttl <= 120_001, "{kind:?}: {ttl}");
-            let _: i64 = redis::cmd("DEL")
-                .arg(&key)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
         }
     });
 }
 
 #[test]
 fn a_denial_in_the_same_window_writes_nothing() {
-    let Some(url) = shared_url() else { return };
+    let Some(url) = common::single_url() else {
+        return;
+    };
     runtime().block_on(async {
-        let store = store(&url, "deny-write").await;
+        let store = store("deny-write").unwrap();
         // A day-long window, so the checks below share it (unless they straddle midnight UTC).
         let day = Quota::new(1, core::time::Duration::from_secs(86_400)).unwrap();
         let limiter = Limiter::new(store.clone(), day);
         assert!(limiter.check(b"k", 1).await.unwrap().is_allowed());
         let key = store.redis_key(b"k", palisade_core::rate::WindowKind::Counter);
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = common::inspect(&url).await;
         // A TTL no write of the script would set: a denial that wrote would replace it.
         let marker: i64 = 10 * 86_400_000;
         int(&mut conn, redis::cmd("PEXPIRE").arg(&key).arg(marker)).await;
@@ -208,74 +163,20 @@ fn a_denial_in_the_same_window_writes_nothing() {
     });
 }
 
-/// A private `redis-server` on a free port, stopped when dropped.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("/usr/bin/redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--bind", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Self { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn redis_down_gives_the_fail_policy_and_limiting_resumes() {
-    if !std::path::Path::new("/usr/bin/redis-server").exists() {
-        eprintln!("skipped: /usr/bin/redis-server is not installed");
+    if !common::have_redis_server() {
         return;
     }
     let port = free_port();
-    let Some(server) = PrivateRedis::start(port) else {
+    let Some(server) = PrivateRedis::start(port, &[]) else {
         eprintln!("skipped: could not start a private redis-server");
         return;
     };
-    let url = format!("redis://127.0.0.1:{}", server.port);
+    let url = server.url();
     let rt = runtime();
     rt.block_on(async {
-        let store = RedisRateStore::connect(&url).await.unwrap();
+        let store = RedisRateStore::new(Redis::open(&url).unwrap());
         let closed = Limiter::new(store.clone(), Quota::per_hour(3));
         let open = Limiter::new(store.clone(), Quota::per_hour(3)).fail_policy(FailPolicy::Open);
         assert!(closed.check(b"k", 1).await.unwrap().is_allowed());
@@ -296,7 +197,7 @@ fn redis_down_gives_the_fail_policy_and_limiting_resumes() {
         let err = open.check(b"k", 1).await.unwrap_err();
         assert!(err.fallback().is_allowed(), "fail open allows");
 
-        let _server = PrivateRedis::start(port).expect("restart redis-server");
+        let _server = PrivateRedis::start(port, &[]).expect("restart redis-server");
         // The connection manager reconnects by itself; give it a few tries.
         let mut resumed = None;
         for _ in 0..50 {
