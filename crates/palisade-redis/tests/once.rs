@@ -92,3 +92,28 @@ fn unreachable_server_is_a_typed_error() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }));
 }
+
+/// An attacker replays a code whose claim the server already sees as expired: the server's
+/// clock is ahead of the application's (its `expires_at` is in Redis's past), or the claim
+/// arrived late. `SET .. PXAT <past>` stores nothing, so before the fix 2 of 2 claims of one
+/// token were `Claimed`; now the claim lives at least a moment and a duplicate is refused.
+#[test]
+#[ignore = "open weakness: SET NX PXAT in the past stores nothing; fix: PX from the local clock, at least 1 s"]
+fn a_claim_already_past_its_expiry_still_refuses_a_duplicate() {
+    for (name, redis) in common::backends("once-past") {
+        common::runtime().block_on(async {
+            let store = RedisOneTimeStore::new(redis);
+            let past = SystemClock.now().saturating_sub(Duration::from_secs(30));
+            let mut claimed = 0;
+            for _ in 0..2 {
+                if store.claim("totp", b"123456", past).await.unwrap() == Claim::Claimed {
+                    claimed += 1;
+                }
+            }
+            assert_eq!(
+                claimed, 1,
+                "{name}: {claimed} of 2 claims of one token claimed"
+            );
+        });
+    }
+}
