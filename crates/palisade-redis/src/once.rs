@@ -1,7 +1,7 @@
 //! One-time claims in Redis: TOTP steps, OAuth `state`, refresh tokens.
 //!
-//! [`RedisOneTimeStore`] implements [`OneTimeStore`] with one `SET key 1 NX PXAT expires_at`
-//! per claim: atomic across every instance that shares the server, and forgotten by Redis on
+//! [`RedisOneTimeStore`] implements [`OneTimeStore`] with one `SET key 1 NX PX ttl` per claim,
+//! the time-to-live measured on this host's clock (the clock that computed `expires_at`): atomic across every instance that shares the server, and forgotten by Redis on
 //! expiry (every key has a TTL). Keys are `<prefix>:once:<scope>:<hex token>`, with no hash tag,
 //! so claims spread over a cluster's slots.
 //!
@@ -13,9 +13,12 @@ use core::fmt::Write as _;
 
 use palisade_core::StoreError;
 use palisade_core::once::{Claim, OneTimeStore};
-use palisade_core::time::UnixTime;
+use palisade_core::time::{Clock, SystemClock, UnixTime};
 
 use crate::Redis;
+
+/// The shortest life of a stored claim, in milliseconds.
+const MIN_CLAIM_TTL_MS: u64 = 1_000;
 
 /// A [`OneTimeStore`] in Redis. Cloning is cheap and shares the connection.
 #[derive(Debug, Clone)]
@@ -48,9 +51,14 @@ impl OneTimeStore for RedisOneTimeStore {
         token: &[u8],
         expires_at: UnixTime,
     ) -> Result<Claim, StoreError> {
-        // PXAT needs a time in the future; a claim that is already past its expiry still gets
-        // a moment's life so that a concurrent duplicate is refused.
-        let at_ms = expires_at.as_millis().max(1);
+        // A relative time-to-live, not PXAT: `expires_at` is on this host's clock, and with PXAT a
+        // Redis clock running ahead would store every claim already expired (Redis answers OK and
+        // deletes the key), so a code could be used twice. A claim at or past its expiry is still
+        // kept for a second so that a concurrent or late duplicate is refused.
+        let ttl_ms = expires_at
+            .as_millis()
+            .saturating_sub(SystemClock.now().as_millis())
+            .max(MIN_CLAIM_TTL_MS);
         let set: Option<String> = self
             .redis
             .query(
@@ -58,8 +66,8 @@ impl OneTimeStore for RedisOneTimeStore {
                     .arg(self.redis_key(scope, token))
                     .arg(1u8)
                     .arg("NX")
-                    .arg("PXAT")
-                    .arg(at_ms),
+                    .arg("PX")
+                    .arg(ttl_ms),
             )
             .await?;
         Ok(if set.is_some() {

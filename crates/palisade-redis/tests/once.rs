@@ -98,7 +98,6 @@ fn unreachable_server_is_a_typed_error() {
 /// arrived late. `SET .. PXAT <past>` stores nothing, so before the fix 2 of 2 claims of one
 /// token were `Claimed`; now the claim lives at least a moment and a duplicate is refused.
 #[test]
-#[ignore = "open weakness: SET NX PXAT in the past stores nothing; fix: PX from the local clock, at least 1 s"]
 fn a_claim_already_past_its_expiry_still_refuses_a_duplicate() {
     for (name, redis) in common::backends("once-past") {
         common::runtime().block_on(async {
