@@ -15,6 +15,7 @@ use palisade_core::once::OneTimeStore;
 use palisade_core::random::SystemRandom;
 use palisade_core::secret::SecretBytes;
 use palisade_core::time::{Clock, SystemClock};
+use palisade_otp::recovery::{RecoveryCodes, RecoveryOutcome};
 use palisade_otp::{Algorithm, OtpSecret, Rejection, Totp, TotpParams};
 use palisade_redis::{Redis, RedisFamilyStore, RedisOneTimeStore};
 use palisade_token::oauth::{OAuthStates, Purpose, StateCheck, StateRejection};
@@ -162,6 +163,56 @@ fn totp_codes_racing_on_two_instances_have_one_winner() {
                 assert_eq!(wins, 1, "{name} round {round}: {ra:?} {rb:?}");
                 assert!(ra == Err(Rejection::Replayed) || rb == Err(Rejection::Replayed));
             }
+        });
+    }
+}
+
+#[test]
+fn a_recovery_code_is_accepted_once_across_two_instances() {
+    for (name, redis) in common::backends("domains-recovery") {
+        common::runtime().block_on(async {
+            let ring = ring();
+            let (a, b) = (
+                RedisOneTimeStore::new(redis.clone()),
+                RedisOneTimeStore::new(another(&redis)),
+            );
+            let mut double_spends = 0;
+            for round in 0..50 {
+                let (codes, stored) = RecoveryCodes::new()
+                    .generate(&ring, &SystemRandom)
+                    .unwrap()
+                    .into_parts();
+                let code: Arc<str> = codes[round % codes.len()]
+                    .expose_formatted()
+                    .as_str()
+                    .into();
+                let barrier = Arc::new(tokio::sync::Barrier::new(2));
+                // Each instance loaded its own copy of the user's stored set.
+                let contender = |store: RedisOneTimeStore| {
+                    let (ring, code, barrier) = (ring.clone(), code.clone(), barrier.clone());
+                    let mut copy = stored.clone();
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        copy.consume_claimed(&ring, &store, &code, SystemClock.now())
+                            .await
+                            .unwrap()
+                    })
+                };
+                let (ha, hb) = (contender(a.clone()), contender(b.clone()));
+                let accepted = [ha.await.unwrap(), hb.await.unwrap()]
+                    .iter()
+                    .filter(|o| matches!(o, RecoveryOutcome::Accepted { .. }))
+                    .count();
+                assert!(
+                    accepted >= 1,
+                    "{name} round {round}: the genuine code was refused"
+                );
+                double_spends += accepted - 1;
+            }
+            assert_eq!(
+                double_spends, 0,
+                "{name}: {double_spends} of 50 codes accepted twice"
+            );
         });
     }
 }
