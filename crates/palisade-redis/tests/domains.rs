@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use palisade_core::family::FamilyStore;
 use palisade_core::keyring::{KeyId, Keyring};
-use palisade_core::once::OneTimeStore;
 use palisade_core::random::SystemRandom;
 use palisade_core::secret::SecretBytes;
 use palisade_core::time::{Clock, SystemClock};
@@ -40,9 +39,8 @@ fn another(redis: &Redis) -> Redis {
 }
 
 /// Redeems one token from `tasks` tasks at once, `rounds` times: exactly one rotates.
-async fn race<S, F>(tokens: Arc<RefreshTokens<S, F>>, tasks: usize, rounds: usize)
+async fn race<F>(tokens: Arc<RefreshTokens<F>>, tasks: usize, rounds: usize)
 where
-    S: OneTimeStore + 'static,
     F: FamilyStore + 'static,
 {
     for round in 0..rounds {
@@ -82,13 +80,7 @@ fn concurrent_refresh_redemption_has_one_winner() {
                 .ttl(Duration::from_secs(120))
                 .family_lifetime(Duration::from_secs(120));
             let tokens = Arc::new(
-                RefreshTokens::new(
-                    ring(),
-                    RedisOneTimeStore::new(redis.clone()),
-                    RedisFamilyStore::new(another(&redis)),
-                    config,
-                )
-                .unwrap(),
+                RefreshTokens::new(ring(), RedisFamilyStore::new(another(&redis)), config).unwrap(),
             );
             race(tokens.clone(), 8, 10).await;
             let t0 = tokens.issue("dave", SystemClock.now()).unwrap();
@@ -212,6 +204,114 @@ fn a_recovery_code_is_accepted_once_across_two_instances() {
             assert_eq!(
                 double_spends, 0,
                 "{name}: {double_spends} of 50 codes accepted twice"
+            );
+        });
+    }
+}
+
+#[test]
+fn concurrent_refresh_inside_the_reuse_interval_keeps_the_family() {
+    for (name, redis) in common::backends("domains-overlap") {
+        common::runtime().block_on(async {
+            let config = RefreshConfig::default()
+                .ttl(Duration::from_secs(120))
+                .family_lifetime(Duration::from_secs(120))
+                .reuse_interval(Duration::from_secs(30));
+            // Two instances, one connection each, sharing the family store.
+            let instances = [
+                Arc::new(
+                    RefreshTokens::new(
+                        ring(),
+                        RedisFamilyStore::new(redis.clone()),
+                        config.clone(),
+                    )
+                    .unwrap(),
+                ),
+                Arc::new(
+                    RefreshTokens::new(ring(), RedisFamilyStore::new(another(&redis)), config)
+                        .unwrap(),
+                ),
+            ];
+            let (tasks, rounds) = (50, 10);
+            let (mut signed_out, mut split) = (0, 0);
+            for _ in 0..rounds {
+                let token = instances[0].issue("tabs", SystemClock.now()).unwrap();
+                let text: Arc<str> = token.expose_secret().into();
+                let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+                let handles: Vec<_> = (0..tasks)
+                    .map(|i| {
+                        let (tokens, text, barrier) =
+                            (instances[i % 2].clone(), text.clone(), barrier.clone());
+                        tokio::spawn(async move {
+                            barrier.wait().await;
+                            tokens.redeem(&text, SystemClock.now()).await.unwrap()
+                        })
+                    })
+                    .collect();
+                let mut successors = std::collections::HashSet::new();
+                for h in handles {
+                    if let RefreshOutcome::Rotated { token, .. } = h.await.unwrap() {
+                        successors.insert(token.expose_secret().to_owned());
+                    }
+                }
+                split += usize::from(successors.len() > 1);
+                let Some(next) = successors.into_iter().next() else {
+                    signed_out += 1;
+                    continue;
+                };
+                let after = instances[1].redeem(&next, SystemClock.now()).await.unwrap();
+                signed_out += usize::from(!matches!(after, RefreshOutcome::Rotated { .. }));
+            }
+            assert_eq!(
+                signed_out, 0,
+                "{name}: {signed_out} of {rounds} races revoked the family"
+            );
+            assert_eq!(
+                split, 0,
+                "{name}: {split} of {rounds} races split the family"
+            );
+        });
+    }
+}
+
+#[test]
+fn reuse_after_the_interval_revokes_the_family() {
+    for (name, redis) in common::backends("domains-overlap-end") {
+        common::runtime().block_on(async {
+            let config = RefreshConfig::default()
+                .ttl(Duration::from_secs(120))
+                .family_lifetime(Duration::from_secs(120))
+                .reuse_interval(Duration::from_secs(5));
+            let tokens = RefreshTokens::new(ring(), RedisFamilyStore::new(redis), config).unwrap();
+            let start = SystemClock.now();
+            let t0 = tokens.issue("grace", start).unwrap();
+            let RefreshOutcome::Rotated { token: t1, .. } =
+                tokens.redeem(t0.expose_secret(), start).await.unwrap()
+            else {
+                panic!("{name}: first use rotates")
+            };
+            // The caller's clock decides the interval; Redis keeps the first rotation's time.
+            let inside = start.saturating_add(Duration::from_secs(4));
+            let RefreshOutcome::Rotated { token: again, .. } =
+                tokens.redeem(t0.expose_secret(), inside).await.unwrap()
+            else {
+                panic!("{name}: inside the interval rotates")
+            };
+            assert_eq!(again.expose_secret(), t1.expose_secret(), "{name}");
+            let after = start.saturating_add(Duration::from_secs(5));
+            assert!(
+                matches!(
+                    tokens.redeem(t0.expose_secret(), after).await.unwrap(),
+                    RefreshOutcome::ReuseDetected { .. }
+                ),
+                "{name}"
+            );
+            assert!(
+                matches!(
+                    tokens.redeem(t1.expose_secret(), after).await.unwrap(),
+                    RefreshOutcome::Revoked
+                ),
+                "{name}"
             );
         });
     }
