@@ -5,6 +5,7 @@ pub mod api_key;
 mod encoding;
 pub mod jwt;
 pub mod oauth;
+pub mod pkce;
 pub mod refresh;
 
 use palisade_core::StoreError;
@@ -16,7 +17,8 @@ pub use api_key::{
     ApiKeys, ParsedApiKey, VerifiedApiKey,
 };
 pub use jwt::{JwtAlgorithm, JwtKeys, JwtRejection, JwtValidation, StandardClaims, Verified};
-pub use oauth::{OAuthStates, Purpose, StateCheck, StateRejection};
+pub use oauth::{OAuthStates, PkceStateCheck, Purpose, StateCheck, StateRejection};
+pub use pkce::{PkceChallenge, PkceCheck, PkceError, PkceMethod, PkcePolicy, PkceVerifier};
 pub use refresh::{
     FamilyStore, MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshToken, RefreshTokens,
     TokenFamily,
