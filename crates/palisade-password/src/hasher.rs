@@ -188,6 +188,16 @@ impl<R: SecureRandom> Hasher<R> {
         stored: &PasswordHash,
         password: &P,
     ) -> Result<Verification, Error> {
+        let password = self.normalize(password.as_ref())?;
+        self.verify_normalized(stored, password.as_str())
+    }
+
+    /// Verifies `password` as given (already normalised, or deliberately not).
+    fn verify_normalized(
+        &self,
+        stored: &PasswordHash,
+        password: &str,
+    ) -> Result<Verification, Error> {
         let params = stored.params();
         if !self.limits.allows(&params) {
             return Err(Error::CostTooHigh {
@@ -196,7 +206,6 @@ impl<R: SecureRandom> Hasher<R> {
                 p: params.p(),
             });
         }
-        let password = self.normalize(password.as_ref())?;
         let expected = stored.output();
         let mut output = [0u8; 64];
         let out = output
@@ -208,14 +217,14 @@ impl<R: SecureRandom> Hasher<R> {
             stored.algorithm(),
             stored.argon2_version(),
             params,
-            password.as_str().as_bytes(),
+            password.as_bytes(),
             stored.salt(),
             out,
             &self.pool,
         )?;
         let matched = ct_eq(out, expected);
         output.zeroize();
-        self.harden_runtime(stored.params(), password.as_str().as_bytes())?;
+        self.harden_runtime(params, password.as_bytes())?;
         Ok(if matched {
             Verification::Match(Verified {
                 needs_rehash: !self.is_current(stored),
@@ -306,6 +315,40 @@ impl<R: SecureRandom> Hasher<R> {
             && stored.params() == self.params
             && stored.salt().len() >= SALT_LEN
             && stored.output().len() == OUTPUT_LEN
+    }
+
+    /// Verifies a hash that may have been made elsewhere (argon2-cffi, libsodium, PHP's
+    /// `password_hash`, a previous system), which hash the password's bytes as given: first
+    /// without normalisation, then, only if the password changes under this hasher's
+    /// normalisation, with it. A match of the raw bytes whose normalised form differs is
+    /// flagged [`Verified::needs_rehash`], so the next [`Hasher::hash`] stores a hash that
+    /// [`Hasher::verify`] accepts.
+    ///
+    /// Use it during a migration, for the hashes imported from the other system; it costs a
+    /// second verification for non-normalised (non-ASCII) input, which depends only on the
+    /// input, not on the account.
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`].
+    pub fn verify_interop<P: AsRef<str> + ?Sized>(
+        &self,
+        stored: &str,
+        password: &P,
+    ) -> Result<Verification, Error> {
+        let stored = PasswordHash::parse(stored)?;
+        let password = password.as_ref();
+        let normalized = self.normalize(password)?;
+        let changed = normalized.as_str() != password;
+        let raw = self.verify_normalized(&stored, password)?;
+        if let Verification::Match(verified) = raw {
+            return Ok(Verification::Match(Verified {
+                needs_rehash: verified.needs_rehash || changed,
+            }));
+        }
+        if !changed {
+            return Ok(raw);
+        }
+        self.verify_normalized(&stored, normalized.as_str())
     }
 
     fn normalize<'a>(&self, password: &'a str) -> Result<Normalized<'a>, Error> {
