@@ -105,6 +105,11 @@ impl UriOptions {
         self.accept_weak_secret = true;
         self
     }
+
+    /// Whether secrets below 128 bits are accepted.
+    pub const fn accepts_weak_secret(&self) -> bool {
+        self.accept_weak_secret
+    }
 }
 
 /// A parsed or to-be-emitted `otpauth://` URI.
@@ -460,7 +465,7 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` on a bad escape or
 /// invalid UTF-8.
-fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
