@@ -948,3 +948,20 @@ fn totp_new_with_a_bad_qr_path_prints_no_secret() {
         stdout(&out)
     );
 }
+
+#[test]
+fn keygen_field_ids_follow_the_field_rule_and_states_are_chosen() {
+    // 17 to 32 characters are valid keyring ids but too long for field keys: refused at once.
+    let out = palisade(&["keygen", "field", "--id", "a-seventeen-chars"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "printed {}", stdout(&out));
+    let out = palisade(&["keygen", "hmac", "--id", "a-seventeen-chars"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = palisade(&["keygen", "field", "--id", "f1", "--state", "decrypt-only"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("f1:decrypt-only:"),
+        "{}",
+        stdout(&out)
+    );
+}
