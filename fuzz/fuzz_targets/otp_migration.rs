@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     // Both the raw bytes as a payload (through base64) and the input as a URI.
     let encoded = format!(
         "otpauth-migration://offline?data={}",
-        data_encoding::BASE64URL_NOPAD.encode(data).replace('-', "%2B").replace('_', "%2F")
+        data_encoding::BASE64URL_NOPAD
+            .encode(data)
+            .replace('-', "%2B")
+            .replace('_', "%2F")
     );
     for uri in text.iter().map(String::as_str).chain([encoded.as_str()]) {
         let Ok(batch) = MigrationBatch::parse_with(uri, &options) else {
@@ -21,9 +24,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(batch.index() < batch.size());
         for account in batch.accounts() {
             let emitted = account.expose_uri();
-            let back = OtpauthUri::parse_with(&emitted, &options).unwrap_or_else(|e| {
-                panic!("an imported account does not parse back: {e}")
-            });
+            let back = OtpauthUri::parse_with(&emitted, &options)
+                .unwrap_or_else(|e| panic!("an imported account does not parse back: {e}"));
             assert_eq!(back.account(), account.account());
             assert_eq!(back.issuer(), account.issuer());
             assert_eq!(back.kind(), account.kind());

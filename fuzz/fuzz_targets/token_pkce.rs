@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!((MIN_VERIFIER_LEN..=MAX_VERIFIER_LEN).contains(&rest.len()));
-    assert!(rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
+    assert!(
+        rest.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    );
     assert_eq!(verifier.expose_secret(), rest);
     let own = verifier.challenge();
     assert_eq!(own.verify(&verifier, PkcePolicy::new()), PkceCheck::Valid);

@@ -211,6 +211,33 @@ fn expired_tokens_and_rotated_keys() {
     });
 }
 
+/// Redeems `text` from `tasks` tasks released together by a barrier.
+async fn redeem_at_once<F>(
+    tokens: &Arc<RefreshTokens<F>>,
+    text: &str,
+    tasks: usize,
+) -> Vec<RefreshOutcome>
+where
+    F: FamilyStore + 'static,
+{
+    let text: Arc<str> = text.into();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokens.redeem(&text, SystemClock.now()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks);
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    outcomes
+}
+
 /// Redeems one token from `tasks` tasks at once, `rounds` times. Exactly one must rotate; the
 /// others see the reuse (the first of them revokes the family, later ones may find it revoked).
 async fn race<F>(tokens: Arc<RefreshTokens<F>>, tasks: usize, rounds: usize)
@@ -219,21 +246,10 @@ where
 {
     for round in 0..rounds {
         let token = tokens.issue("racer", SystemClock.now()).unwrap();
-        let text: Arc<str> = token.expose_secret().into();
-        let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    tokens.redeem(&text, SystemClock.now()).await.unwrap()
-                })
-            })
-            .collect();
         let mut rotated = Vec::new();
         let mut reused = 0;
-        for h in handles {
-            match h.await.unwrap() {
+        for outcome in redeem_at_once(&tokens, token.expose_secret(), tasks).await {
+            match outcome {
                 RefreshOutcome::Rotated { token, .. } => rotated.push(token),
                 RefreshOutcome::ReuseDetected { .. } => reused += 1,
                 RefreshOutcome::Revoked => {}
@@ -327,20 +343,9 @@ fn concurrent_refresh_inside_the_reuse_interval_keeps_the_family() {
     runtime().block_on(async {
         for _ in 0..rounds {
             let token = tokens.issue("tabs", SystemClock.now()).unwrap();
-            let text: Arc<str> = token.expose_secret().into();
-            let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
-            let handles: Vec<_> = (0..tasks)
-                .map(|_| {
-                    let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        tokens.redeem(&text, SystemClock.now()).await.unwrap()
-                    })
-                })
-                .collect();
             let mut successors = std::collections::HashSet::new();
-            for h in handles {
-                if let RefreshOutcome::Rotated { token, .. } = h.await.unwrap() {
+            for outcome in redeem_at_once(&tokens, token.expose_secret(), tasks).await {
+                if let RefreshOutcome::Rotated { token, .. } = outcome {
                     successors.insert(token.expose_secret().to_owned());
                 }
             }
