@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod oauth;
 pub mod pkce;
 pub mod refresh;
+pub mod remote_jwks;
 
 use palisade_core::StoreError;
 use palisade_core::keyring::KeyringError;
@@ -22,6 +23,9 @@ pub use pkce::{PkceChallenge, PkceCheck, PkceError, PkceMethod, PkcePolicy, Pkce
 pub use refresh::{
     FamilyStore, MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshToken, RefreshTokens,
     TokenFamily,
+};
+pub use remote_jwks::{
+    JwksFetchError, JwksResponse, JwksSource, RemoteJwks, RemoteJwksConfig, RemoteJwksError,
 };
 
 /// Why a token operation could not be carried out.
