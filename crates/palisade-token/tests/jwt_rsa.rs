@@ -1,5 +1,5 @@
 //! RS256 and PS256 against PyJWT both ways, through the JWKS, and the `typ` check. Skipped
-//! (with a message) without python3 and PyJWT with its `crypto` extra (`.ci/python-tokens.sh`).
+//! (with a message) without python3 and PyJWT with its `crypto` extra (`.ci/python.sh`).
 
 // Test helpers may unwrap and index like the tests themselves: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::print_stderr)]
