@@ -142,9 +142,8 @@ impl<S: JwksSource> RemoteJwks<S> {
         match keys.verify(token, rules, now) {
             Err(JwtRejection::UnknownKey) => {
                 // Perhaps a key published since the last fetch; ask again unless asked lately.
-                let fresher = match self.refresh(now) {
-                    Ok(keys) => keys,
-                    Err(_) => return Err(RemoteJwksError::Rejected(JwtRejection::UnknownKey)),
+                let Ok(fresher) = self.refresh(now) else {
+                    return Err(RemoteJwksError::Rejected(JwtRejection::UnknownKey));
                 };
                 fresher
                     .verify(token, rules, now)
