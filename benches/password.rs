@@ -71,6 +71,15 @@ fn verify(c: &mut Criterion) {
     group.bench_function("palisade_missing_user", |b| {
         b.iter(|| hasher.verify_or_dummy(black_box(None), black_box("wrong guess")))
     });
+    // A dormant account whose hash predates the current preset (m = 4 MiB, t = 1): it must not
+    // answer faster than the others.
+    let legacy = Hasher::new(Params::new(4096, 1, 1).unwrap_or_else(|e| unreachable!("{e}")))
+        .hash(PASSWORD)
+        .unwrap_or_else(|e| unreachable!("hashing: {e}"))
+        .into_string();
+    group.bench_function("palisade_legacy_user", |b| {
+        b.iter(|| hasher.verify_or_dummy(Some(black_box(&legacy)), black_box("wrong guess")))
+    });
     group.finish();
 }
 

@@ -115,12 +115,16 @@ pub(crate) enum FernetCommand {
 /// `palisade fernet decrypt` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FernetArgs {
-    /// The key (URL-safe base64); several, comma-separated, act as MultiFernet.
-    #[arg(long, value_name = "KEY", required_unless_present = "key_env")]
+    /// The key (URL-safe base64); several, comma-separated, act as MultiFernet. Visible in
+    /// `ps`: prefer --key-env or --key-file.
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     key: Option<String>,
     /// An environment variable holding the key(s) instead (keeps them out of `ps`).
-    #[arg(long, value_name = "VAR", conflicts_with = "key")]
+    #[arg(long, value_name = "VAR")]
     key_env: Option<String>,
+    /// A file holding the key(s) (the token comes on standard input).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
     /// Refuse tokens older than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     ttl: Option<u64>,
@@ -129,13 +133,15 @@ pub(crate) struct FernetArgs {
 /// Runs `palisade fernet decrypt`.
 pub(crate) fn fernet(command: &FernetCommand) -> Result<()> {
     let FernetCommand::Decrypt(args) = command;
-    let keys = match (&args.key, &args.key_env) {
-        (Some(k), _) => Zeroizing::new(k.clone()),
-        (None, Some(var)) => Zeroizing::new(
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?,
-        ),
-        (None, None) => bail!("give --key or --key-env"),
-    };
+    if args.key_file.as_deref() == Some(std::path::Path::new("-")) {
+        bail!("--key-file cannot be standard input: the token is read from it");
+    }
+    let keys = crate::secret_input::read(
+        "--key",
+        args.key.as_deref(),
+        args.key_env.as_deref(),
+        args.key_file.as_deref(),
+    )?;
     let fernet = Fernet::from_keys(&keys)?;
     let input = read_stdin()?;
     let token = input.trim_ascii();
@@ -169,9 +175,16 @@ pub(crate) struct ColumnArgs {
     /// The column name bound into each ciphertext's context (default: --to).
     #[arg(long, value_name = "COL")]
     context_column: Option<String>,
-    /// Fernet key(s), comma-separated: values that are Fernet tokens are converted.
-    #[arg(long, value_name = "KEY")]
+    /// Fernet key(s), comma-separated: values that are Fernet tokens are converted. Visible
+    /// in `ps`: prefer --from-fernet-key-env or --from-fernet-key-file.
+    #[arg(long, value_name = "KEY", allow_hyphen_values = true)]
     from_fernet_key: Option<String>,
+    /// An environment variable holding the Fernet key(s).
+    #[arg(long, value_name = "VAR")]
+    from_fernet_key_env: Option<String>,
+    /// A file holding the Fernet key(s); `-` reads them from standard input.
+    #[arg(long, value_name = "FILE")]
+    from_fernet_key_file: Option<std::path::PathBuf>,
 }
 
 /// `palisade field migrate` arguments.
@@ -237,8 +250,17 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 fn migrator<'a>(cipher: &'a FieldCipher, args: &ColumnArgs) -> Result<Migrator<'a>> {
     let column = args.context_column.as_deref().unwrap_or(&args.to);
     let mut m = Migrator::new(cipher, &args.table, column);
-    if let Some(keys) = &args.from_fernet_key {
-        m = m.fernet(Fernet::from_keys(keys)?);
+    if args.from_fernet_key.is_some()
+        || args.from_fernet_key_env.is_some()
+        || args.from_fernet_key_file.is_some()
+    {
+        let keys = crate::secret_input::read(
+            "--from-fernet-key",
+            args.from_fernet_key.as_deref(),
+            args.from_fernet_key_env.as_deref(),
+            args.from_fernet_key_file.as_deref(),
+        )?;
+        m = m.fernet(Fernet::from_keys(&keys)?);
     }
     Ok(m)
 }

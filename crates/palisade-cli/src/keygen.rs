@@ -34,6 +34,18 @@ pub(crate) struct Args {
     /// The key id (default: the year and quarter, for example `2026q4`).
     #[arg(long)]
     id: Option<String>,
+    /// The key's state: `decrypt-only` to roll a key in before it becomes active.
+    #[arg(long, value_enum, default_value = "active")]
+    state: State,
+}
+
+/// The state a new key starts in.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum State {
+    /// Encrypts (signs) and decrypts (verifies).
+    Active,
+    /// Decrypts (verifies) only, until made active.
+    DecryptOnly,
 }
 
 /// Prints one new key.
@@ -50,7 +62,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
                 Some(id) => KeyId::new(id)?,
                 None => KeyId::new(&quarter_id(SystemClock.now().as_secs()))?,
             };
-            Key::generate(id, KeyState::Active, 32, &rng)?.expose_spec()
+            let state = match args.state {
+                State::Active => KeyState::Active,
+                State::DecryptOnly => KeyState::DecryptOnly,
+            };
+            if matches!(args.kind, Kind::Field) {
+                // The field cipher's own rule (ids of at most 16 bytes), checked here too, so
+                // no key is printed that `palisade field` would refuse.
+                palisade_field::generate_key(id.as_str(), state)?
+            } else {
+                Key::generate(id, state, 32, &rng)?.expose_spec()
+            }
         }
     };
     let mut out = std::io::stdout().lock();

@@ -9,6 +9,7 @@ mod audit;
 mod field;
 mod keygen;
 mod pin;
+mod secret_input;
 mod size;
 mod totp;
 mod workloads;

@@ -64,9 +64,16 @@ pub(crate) struct NewArgs {
 /// `palisade totp code` arguments.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CodeArgs {
-    /// The secret, in base32 (spaces, lower case and padding are fine).
-    #[arg(long)]
-    secret: String,
+    /// The secret, in base32 (spaces, lower case and padding are fine). Visible in `ps`:
+    /// prefer --secret-env or --secret-file.
+    #[arg(long, allow_hyphen_values = true)]
+    secret: Option<String>,
+    /// An environment variable holding the secret.
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+    /// A file holding the secret; `-` reads it from standard input.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// The time, in seconds since the Unix epoch (default: now).
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
@@ -80,7 +87,7 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     code_args: CodeArgs,
     /// The code to check.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     code: String,
 }
 
@@ -129,15 +136,11 @@ fn new(args: &NewArgs) -> Result<()> {
     let secret = OtpSecret::generate(args.params.algorithm, &SystemRandom)?;
     let base32 = secret.expose_base32();
     let uri = OtpauthUri::totp(secret, &params, Some(&args.issuer), &args.account)?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "secret: {}", base32.as_str())?;
-    writeln!(out, "uri:    {}", uri.expose_uri().as_str())?;
-    match &args.qr {
-        None => {
-            let text = palisade_otp::qr::to_terminal(&uri)?;
-            writeln!(out)?;
-            writeln!(out, "{}", text.as_str())?;
-        }
+    // Everything that can fail (the QR file above all) happens before the secret is printed,
+    // so a failed command leaves no secret on the terminal for an enrollment that did not
+    // happen.
+    let terminal = match &args.qr {
+        None => Some(palisade_otp::qr::to_terminal(&uri)?),
         Some(path) => {
             let ext = path
                 .extension()
@@ -154,8 +157,19 @@ fn new(args: &NewArgs) -> Result<()> {
                 }
                 _ => bail!("--qr takes a file ending in .svg or .png"),
             }
-            writeln!(out, "qr:     {}", path.display())?;
+            None
         }
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "secret: {}", base32.as_str())?;
+    writeln!(out, "uri:    {}", uri.expose_uri().as_str())?;
+    match (terminal, &args.qr) {
+        (Some(text), _) => {
+            writeln!(out)?;
+            writeln!(out, "{}", text.as_str())?;
+        }
+        (None, Some(path)) => writeln!(out, "qr:     {}", path.display())?,
+        (None, None) => {}
     }
     Ok(())
 }
@@ -177,16 +191,28 @@ fn schedule(args: &CodeArgs) -> Result<(Totp, UnixTime)> {
     let params = args.params.to_totp_params()?;
     // Operators check existing secrets, some shorter than we would generate: accept them,
     // but say so.
-    let (secret, strength) = OtpSecret::import_weak_base32(&args.secret)?;
+    let text = crate::secret_input::read(
+        "--secret",
+        args.secret.as_deref(),
+        args.secret_env.as_deref(),
+        args.secret_file.as_deref(),
+    )?;
+    let (secret, strength) = OtpSecret::import_weak_base32(&text)?;
     if !strength.is_sufficient() {
         eprintln!(
             "warning: the secret has only {} bits; 128 or more is recommended",
             strength.bits()
         );
     }
-    let at = args
-        .at
-        .map_or_else(|| SystemClock.now(), UnixTime::from_secs);
+    let at = match args.at {
+        None => SystemClock.now(),
+        // UnixTime counts nanoseconds in a u64: its last second falls in 2554.
+        Some(secs) if UnixTime::from_secs(secs).as_secs() == secs => UnixTime::from_secs(secs),
+        Some(_) => bail!(
+            "--at is past the last time supported ({} seconds, in 2554)",
+            UnixTime::from_nanos(u64::MAX).as_secs()
+        ),
+    };
     Ok((Totp::new(&secret, params), at))
 }
 

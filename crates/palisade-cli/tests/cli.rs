@@ -804,3 +804,164 @@ fn field_migrate_and_status_on_postgres() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The command line of a live process, as `ps` shows it to every user of the machine.
+#[cfg(target_os = "linux")]
+fn visible_argv(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn secrets_come_from_env_file_or_stdin_and_never_show_in_ps() {
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let at = ["--at", "59", "--digits", "8"];
+    // From the environment.
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["totp", "code", "--secret-env", "PALISADE_TEST_TOTP"])
+        .args(at)
+        .env("PALISADE_TEST_TOTP", secret)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), "94287082", "{}", stderr(&out));
+    // From a file.
+    let dir = std::env::temp_dir().join(format!("palisade-cli-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("totp.secret");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let mut args = vec!["totp", "code", "--secret-file", file.to_str().unwrap()];
+    args.extend(at);
+    let out = palisade(&args);
+    assert_eq!(stdout(&out).trim(), "94287082", "{}", stderr(&out));
+    // From standard input, with the process's argv read while it waits for the secret.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["totp", "verify", "--secret-file", "-", "--code", "94287082"])
+        .args(at)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    #[cfg(target_os = "linux")]
+    {
+        // Right after spawn the child may not have exec'd yet: wait for its own command line.
+        let mut argv = String::new();
+        for _ in 0..500 {
+            argv = visible_argv(child.id());
+            if argv.contains("verify") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(argv.contains("verify"), "{argv}");
+        assert!(
+            !argv.contains(secret),
+            "the secret is visible in ps: {argv}"
+        );
+    }
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Fernet keys too: from a file, and one that starts with '-' on argv.
+    let token = "gAAAAAAdwJ6wAAECAwQFBgcICQoLDA0ODy021cpGVWKZ_eEwCGM4BLLF_5CV9dOPmrhuVUPgJobwOz7JcbmrR64jVmpU4IwqDA==";
+    let key = "cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=";
+    let key_file = dir.join("fernet.key");
+    std::fs::write(&key_file, key).unwrap();
+    let out = palisade_stdin(
+        &[
+            "fernet",
+            "decrypt",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+        token.as_bytes(),
+    );
+    assert_eq!(out.stdout, b"hello", "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+    // A key that begins with '-' (1 Fernet key in 64) is a value, not an option.
+    let dash_key = "-AABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4=";
+    let out = palisade_stdin(&["fernet", "decrypt", "--key", dash_key], token.as_bytes());
+    assert!(
+        stderr(&out).contains("invalid token"),
+        "the key was not taken as a key: {}",
+        stderr(&out)
+    );
+    let out = palisade(&[
+        "totp",
+        "code",
+        "--secret",
+        "-EZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+    ]);
+    // Base32 reading skips dashes, so this is a secret, and the command prints its code.
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim().len(), 6);
+}
+
+#[test]
+fn totp_at_past_the_last_time_is_refused() {
+    let out = palisade(&[
+        "totp",
+        "code",
+        "--secret",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+        "--at",
+        "20000000000",
+    ]);
+    assert!(!out.status.success(), "printed {}", stdout(&out));
+    assert!(stdout(&out).is_empty());
+    assert!(stderr(&out).contains("--at"), "{}", stderr(&out));
+}
+
+#[test]
+fn totp_new_with_a_bad_qr_path_prints_no_secret() {
+    let out = palisade(&[
+        "totp",
+        "new",
+        "--issuer",
+        "A",
+        "--account",
+        "b",
+        "--qr",
+        "x.jpg",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).is_empty(),
+        "printed before failing: {}",
+        stdout(&out)
+    );
+    let out = palisade(&[
+        "totp",
+        "new",
+        "--issuer",
+        "A",
+        "--account",
+        "b",
+        "--qr",
+        "/nonexistent-dir/qr.png",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).is_empty(),
+        "printed before failing: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn keygen_field_ids_follow_the_field_rule_and_states_are_chosen() {
+    // 17 to 32 characters are valid keyring ids but too long for field keys: refused at once.
+    let out = palisade(&["keygen", "field", "--id", "a-seventeen-chars"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "printed {}", stdout(&out));
+    let out = palisade(&["keygen", "hmac", "--id", "a-seventeen-chars"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = palisade(&["keygen", "field", "--id", "f1", "--state", "decrypt-only"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("f1:decrypt-only:"),
+        "{}",
+        stdout(&out)
+    );
+}

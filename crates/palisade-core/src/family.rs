@@ -2,8 +2,10 @@
 //!
 //! Refresh-token rotation (`palisade-token`) revokes a whole *family* (the chain of tokens
 //! descending from one sign-in) when one of its tokens is presented twice. [`FamilyStore`] keeps
-//! those revocations; [`MemoryFamilyStore`] serves one process, `palisade-redis` has a store
-//! that serves several. Every backend should pass [`conformance::family_store`].
+//! those revocations, and records each token's rotation once ([`FamilyStore::rotate`]) with the
+//! time it happened, so that a second redemption can be told apart as a benign race (inside the
+//! reuse interval) or a reuse. [`MemoryFamilyStore`] serves one process, `palisade-redis` has a
+//! store that serves several. Every backend should pass [`conformance::family_store`].
 //!
 //! # Errors
 //! [`StoreError`]: the backend is unreachable, or (memory) full. Callers should fail closed.
@@ -47,12 +49,39 @@ impl fmt::Debug for TokenFamily {
     }
 }
 
-/// Remembers revoked token families.
+/// The answer to [`FamilyStore::rotate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub enum Rotation {
+    /// This caller is the first to rotate the token: it was recorded at the given time.
+    First,
+    /// The token was rotated before, at `first_at` (the time the first caller passed).
+    Again {
+        /// When the first rotation was recorded.
+        first_at: UnixTime,
+    },
+}
+
+/// Remembers revoked token families and the rotation of each token.
 ///
 /// # Implementing
-/// Two operations, each one atomic step. `revoke` must be durable for as long as `until`
-/// (afterwards every token of the family has expired anyway).
+/// Three operations, each one atomic step. `revoke` must be durable for as long as `until`
+/// (afterwards every token of the family has expired anyway); so must `rotate`'s record.
 pub trait FamilyStore: fmt::Debug + Send + Sync {
+    /// Records that `token` (a token's 16-byte id within `family`) was rotated at `at`, unless
+    /// a rotation is already recorded: then answers when that first one was. One atomic
+    /// "insert if absent, else read", kept until `until`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend cannot answer.
+    fn rotate(
+        &self,
+        family: &TokenFamily,
+        token: &[u8; 16],
+        at: UnixTime,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send;
+
     /// Marks `family` revoked until `until`.
     ///
     /// # Errors
@@ -74,6 +103,16 @@ pub trait FamilyStore: fmt::Debug + Send + Sync {
 }
 
 impl<S: FamilyStore + ?Sized> FamilyStore for Arc<S> {
+    fn rotate(
+        &self,
+        family: &TokenFamily,
+        token: &[u8; 16],
+        at: UnixTime,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
+        (**self).rotate(family, token, at, until)
+    }
+
     fn revoke(
         &self,
         family: &TokenFamily,
@@ -91,13 +130,22 @@ impl<S: FamilyStore + ?Sized> FamilyStore for Arc<S> {
 }
 
 /// An in-process [`FamilyStore`]; expired entries are swept as new ones arrive. Bounded by
-/// `max_entries` (default 1,000,000): when full even after a sweep, `revoke` fails with
-/// [`StoreError::Full`] (and redemption fails closed).
+/// `max_entries` (default 1,000,000) revocations and as many rotation records: when full even
+/// after a sweep, `revoke` and `rotate` fail with [`StoreError::Full`] (and redemption fails
+/// closed).
 #[derive(Debug)]
 pub struct MemoryFamilyStore<C = SystemClock> {
     revoked: Mutex<HashMap<TokenFamily, UnixTime>>,
+    rotations: Mutex<HashMap<(TokenFamily, [u8; 16]), RotationRecord>>,
     clock: C,
     max_entries: usize,
+}
+
+/// A token's first rotation and when its record may be forgotten.
+#[derive(Debug, Clone, Copy)]
+struct RotationRecord {
+    first_at: UnixTime,
+    until: UnixTime,
 }
 
 impl MemoryFamilyStore<SystemClock> {
@@ -118,12 +166,13 @@ impl<C: Clock> MemoryFamilyStore<C> {
     pub fn with_clock(clock: C) -> Self {
         Self {
             revoked: Mutex::new(HashMap::new()),
+            rotations: Mutex::new(HashMap::new()),
             clock,
             max_entries: 1_000_000,
         }
     }
 
-    /// Caps the number of revoked families held.
+    /// Caps the number of revoked families held (and of rotation records).
     #[must_use]
     pub fn max_entries(mut self, max: usize) -> Self {
         self.max_entries = max.max(1);
@@ -148,6 +197,44 @@ impl<C: Clock> MemoryFamilyStore<C> {
         Ok(())
     }
 
+    /// The synchronous rotation record.
+    ///
+    /// # Errors
+    /// [`StoreError::Full`].
+    pub fn rotate_now(
+        &self,
+        family: &TokenFamily,
+        token: &[u8; 16],
+        at: UnixTime,
+        until: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        let now = self.clock.now();
+        let mut map = self
+            .rotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (*family, *token);
+        if let Some(record) = map.get(&key).filter(|r| r.until > now) {
+            return Ok(Rotation::Again {
+                first_at: record.first_at,
+            });
+        }
+        if map.len() >= self.max_entries {
+            map.retain(|_, r| r.until > now);
+        }
+        if map.len() >= self.max_entries {
+            return Err(StoreError::Full);
+        }
+        map.insert(
+            key,
+            RotationRecord {
+                first_at: at,
+                until,
+            },
+        );
+        Ok(Rotation::First)
+    }
+
     /// The synchronous check.
     pub fn is_revoked_now(&self, family: &TokenFamily) -> bool {
         let now = self.clock.now();
@@ -160,6 +247,16 @@ impl<C: Clock> MemoryFamilyStore<C> {
 }
 
 impl<C: Clock> FamilyStore for MemoryFamilyStore<C> {
+    fn rotate(
+        &self,
+        family: &TokenFamily,
+        token: &[u8; 16],
+        at: UnixTime,
+        until: UnixTime,
+    ) -> impl Future<Output = Result<Rotation, StoreError>> + Send {
+        core::future::ready(self.rotate_now(family, token, at, until))
+    }
+
     fn revoke(
         &self,
         family: &TokenFamily,
@@ -178,7 +275,7 @@ impl<C: Clock> FamilyStore for MemoryFamilyStore<C> {
 
 /// The conformance suite every [`FamilyStore`] backend must pass.
 pub mod conformance {
-    use super::{FamilyStore, TokenFamily};
+    use super::{FamilyStore, Rotation, TokenFamily};
     use crate::random::{SecureRandom, SystemRandom};
     use crate::time::UnixTime;
     use core::time::Duration;
@@ -218,6 +315,30 @@ pub mod conformance {
                 .is_ok()
         );
         assert_eq!(store.is_revoked(&a).await.ok(), Some(true), "still revoked");
+
+        // Rotation records: the first caller records its time, later ones read it back.
+        let token = [0x5a; 16];
+        let first = UnixTime::from_millis(now.as_millis().saturating_sub(1_234));
+        assert_eq!(
+            store.rotate(&b, &token, first, later).await.ok(),
+            Some(Rotation::First),
+            "the first rotation is recorded"
+        );
+        assert_eq!(
+            store.rotate(&b, &token, now, later).await.ok(),
+            Some(Rotation::Again { first_at: first }),
+            "a second rotation reads the first one's time, to the millisecond"
+        );
+        assert_eq!(
+            store.rotate(&a, &token, now, later).await.ok(),
+            Some(Rotation::First),
+            "records are per family"
+        );
+        assert_eq!(
+            store.rotate(&b, &[0xa5; 16], now, later).await.ok(),
+            Some(Rotation::First),
+            "records are per token"
+        );
     }
 }
 

@@ -5,6 +5,7 @@ pub mod enroll;
 mod error;
 mod mac;
 mod mfa;
+pub mod migration;
 mod otp;
 #[cfg(feature = "qr")]
 pub mod qr;

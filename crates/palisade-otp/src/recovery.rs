@@ -14,24 +14,33 @@
 //! - One blob per user: keep [`StoredRecoveryCodes`] (serde) and call
 //!   [`StoredRecoveryCodes::consume`], which does fixed work whatever the input: one hash and a
 //!   constant-time comparison against every stored entry, used or not, with no early exit.
-//!   Write the updated set back with the same compare-and-set care.
+//!   Write the updated set back with the same compare-and-set care, or let
+//!   [`StoredRecoveryCodes::consume_claimed`] make the use atomic: it claims the code's digest
+//!   in a shared [`OneTimeStore`] before accepting it, so two copies of one set (two service
+//!   instances that each loaded the row, a stale cache, a restored backup) accept a code once
+//!   in total. Writing the set back then only keeps the remaining count; a lost write cannot
+//!   resurrect a used code while its claim lasts ([`RECOVERY_CLAIM_LIFETIME`]).
 //!
 //! Regenerating replaces the set: codes of the old set no longer match anything.
 //!
 //! # Errors
 //! [`OtpError::MalformedRecoveryCode`] from [`RecoveryCode::parse`];
 //! [`OtpError::Keyring`] when the set's key is unknown or retired; [`OtpError::Random`];
-//! [`OtpError::RecoveryCodeCount`].
+//! [`OtpError::RecoveryCodeCount`]; [`OtpError::Store`] when the one-time store does not
+//! answer (refuse the code: fail closed).
 //!
 //! # Security
 //! [`RecoveryCode`] zeroizes and prints `***`; its text leaves only through
 //! [`RecoveryCode::expose_formatted`].
 
 use core::fmt;
+use core::time::Duration;
 
 use hmac::{Hmac, Mac};
 use palisade_core::keyring::{KeyId, Keyring};
+use palisade_core::once::{Claim, OneTimeStore};
 use palisade_core::random::SecureRandom;
+use palisade_core::time::UnixTime;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -46,6 +55,12 @@ const CODE_BYTES: usize = RECOVERY_CODE_BITS / 8;
 const SYMBOLS: usize = RECOVERY_CODE_BITS / 5;
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const CONTEXT: &[u8] = b"palisade-otp recovery code v1\0";
+/// The [`OneTimeStore`] scope of recovery-code claims; the token claimed is the code's digest
+/// (unique to the code, so one scope serves every user).
+pub const CLAIM_SCOPE: &str = "palisade-otp:recovery";
+/// How long a used code's claim is kept by [`StoredRecoveryCodes::consume_claimed`]: ten years
+/// (a code has no expiry of its own; one small entry per used code).
+pub const RECOVERY_CLAIM_LIFETIME: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
 /// One recovery code (compared in constant time).
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -298,11 +313,56 @@ impl StoredRecoveryCodes {
     /// Checks `input` against every entry and marks the matching unused one as used.
     ///
     /// Fixed work whatever the input: a malformed input is hashed as a dummy code, and every
-    /// entry is compared in constant time, with no early exit.
+    /// entry is compared in constant time, with no early exit. This copy of the set is the only
+    /// record of the use: see [`StoredRecoveryCodes::consume_claimed`] when several copies may
+    /// be in use at once.
     ///
     /// # Errors
     /// [`OtpError::Keyring`] when the set's key is unknown or retired.
     pub fn consume(&mut self, keyring: &Keyring, input: &str) -> Result<RecoveryOutcome, OtpError> {
+        Ok(match self.find(keyring, input)? {
+            Some((index, _)) => self.mark_used(index),
+            None => RecoveryOutcome::Rejected,
+        })
+    }
+
+    /// [`StoredRecoveryCodes::consume`], made atomic across every copy of the set: a matching
+    /// code is accepted only if this call is the first to claim its digest in `store` (scope
+    /// [`CLAIM_SCOPE`], kept [`RECOVERY_CLAIM_LIFETIME`] from `now`). A code already claimed
+    /// through another copy is marked used here too and rejected.
+    ///
+    /// The comparison does the same fixed work as `consume`; the store is asked only about a
+    /// code that matches an unused entry, so guesses never reach it.
+    ///
+    /// # Errors
+    /// [`OtpError::Keyring`] when the set's key is unknown or retired; [`OtpError::Store`] when
+    /// the store cannot answer (the code is then neither accepted nor marked).
+    pub async fn consume_claimed<S: OneTimeStore + ?Sized>(
+        &mut self,
+        keyring: &Keyring,
+        store: &S,
+        input: &str,
+        now: UnixTime,
+    ) -> Result<RecoveryOutcome, OtpError> {
+        let Some((index, digest)) = self.find(keyring, input)? else {
+            return Ok(RecoveryOutcome::Rejected);
+        };
+        let until = now.saturating_add(RECOVERY_CLAIM_LIFETIME);
+        match store.claim(CLAIM_SCOPE, digest.as_bytes(), until).await? {
+            Claim::Claimed => Ok(self.mark_used(index)),
+            Claim::AlreadyUsed => {
+                let _ = self.mark_used(index);
+                Ok(RecoveryOutcome::Rejected)
+            }
+        }
+    }
+
+    /// The index and digest of the unused entry `input` matches, in fixed work.
+    fn find(
+        &self,
+        keyring: &Keyring,
+        input: &str,
+    ) -> Result<Option<(usize, RecoveryDigest)>, OtpError> {
         let key = keyring.for_decrypt(&self.key_id)?;
         let parsed = parse_symbols(input);
         let dummy = RecoveryCode([0; CODE_BYTES]);
@@ -316,20 +376,24 @@ impl StoredRecoveryCodes {
             found |= hit;
         }
         if parsed.is_none() || !bool::from(found) {
-            return Ok(RecoveryOutcome::Rejected);
+            return Ok(None);
         }
-        match usize::try_from(index)
+        Ok(usize::try_from(index)
             .ok()
-            .and_then(|i| self.entries.get_mut(i))
-        {
+            .filter(|&i| i < self.entries.len())
+            .map(|i| (i, digest)))
+    }
+
+    fn mark_used(&mut self, index: usize) -> RecoveryOutcome {
+        match self.entries.get_mut(index) {
             Some(entry) => entry.used = true,
-            None => return Ok(RecoveryOutcome::Rejected),
+            None => return RecoveryOutcome::Rejected,
         }
         let remaining = self.remaining();
-        Ok(RecoveryOutcome::Accepted {
+        RecoveryOutcome::Accepted {
             remaining,
             low_balance: remaining <= self.low_balance,
-        })
+        }
     }
 }
 

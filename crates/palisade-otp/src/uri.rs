@@ -10,8 +10,16 @@
 //! [`OtpauthUri::parse`] reads what real apps and services produce: any case in the scheme,
 //! type, parameter names and algorithm; spaces, lower case and padding in the secret; `:` or
 //! `%3A` between issuer and account, with optional spaces before the account; `+` or `%20` for
-//! spaces in parameters; unknown parameters (`image`, ...) ignored. An issuer in the label that
-//! differs from the `issuer` parameter is handled by [`IssuerMismatch`] (default: reject).
+//! spaces in parameters; unknown parameters (`image`, ...) ignored.
+//!
+//! # Label and parameter issuers
+//! When the label's prefix and the `issuer` parameter differ, the parameter wins by default
+//! ([`IssuerMismatch::PreferParameter`]), as Google Authenticator and otphp do: Microsoft 365
+//! puts the tenant in the label (`Contoso:alice@contoso.com`) and `issuer=Microsoft` in the
+//! parameter, and the parameter is what the app shows. The two are compared ignoring ASCII case
+//! and reading a `+` in the label as a space (PHP's `urlencode` writes `ACME+Co`), so those are
+//! no conflict even under [`IssuerMismatch::Reject`], which refuses any other difference. An
+//! account's `+` stays a `+` (`alice+tag@example.com`).
 //!
 //! # Errors
 //! [`OtpError::InvalidUri`] names what is wrong (never the secret); [`OtpError::IssuerMismatch`];
@@ -58,10 +66,11 @@ pub enum OtpKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum IssuerMismatch {
-    /// Refuse the URI ([`OtpError::IssuerMismatch`]): it may be a phishing attempt or a bug.
-    #[default]
+    /// Refuse the URI ([`OtpError::IssuerMismatch`]): for URIs from an untrusted source, where
+    /// a difference may be a phishing attempt.
     Reject,
-    /// Keep the parameter, as current Google Authenticator does.
+    /// Keep the parameter, as Google Authenticator and otphp do (the default).
+    #[default]
     PreferParameter,
     /// Keep the label's prefix.
     PreferLabel,
@@ -75,7 +84,9 @@ pub struct UriOptions {
 }
 
 impl UriOptions {
-    /// Strict defaults: reject an issuer mismatch and secrets below 128 bits.
+    /// The defaults: the `issuer` parameter wins over the label (see
+    /// [Label and parameter issuers](self#label-and-parameter-issuers)); secrets below 128
+    /// bits are refused.
     pub fn new() -> Self {
         Self::default()
     }
@@ -93,6 +104,11 @@ impl UriOptions {
     pub const fn accept_weak_secret(mut self) -> Self {
         self.accept_weak_secret = true;
         self
+    }
+
+    /// Whether secrets below 128 bits are accepted.
+    pub const fn accepts_weak_secret(&self) -> bool {
+        self.accept_weak_secret
     }
 }
 
@@ -305,7 +321,7 @@ impl OtpauthUri {
             .filter(|i| !i.is_empty());
         let label_issuer = label_issuer.filter(|i| !i.is_empty());
         let issuer = match (label_issuer, issuer_param) {
-            (Some(label), Some(param)) if !label.eq_ignore_ascii_case(&param) => {
+            (Some(label), Some(param)) if !same_issuer(&label, &param) => {
                 match options.issuer_mismatch {
                     IssuerMismatch::Reject => return Err(OtpError::IssuerMismatch),
                     IssuerMismatch::PreferLabel => Some(label),
@@ -418,6 +434,16 @@ impl fmt::Debug for OtpauthUri {
     }
 }
 
+/// The label's issuer and the parameter name the same issuer: equal ignoring ASCII case, with
+/// a `+` in the label read as a space.
+fn same_issuer(label: &str, param: &str) -> bool {
+    label.len() == param.len()
+        && label.bytes().zip(param.bytes()).all(|(l, p)| {
+            let l = if l == b'+' { b' ' } else { l };
+            l.eq_ignore_ascii_case(&p)
+        })
+}
+
 fn parse_number(text: &str) -> Option<u64> {
     let text = text.trim();
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -439,7 +465,7 @@ fn percent_encode(text: &str, out: &mut String) {
 
 /// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`); `None` on a bad escape or
 /// invalid UTF-8.
-fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -539,8 +565,12 @@ mod tests {
     #[test]
     fn issuer_mismatch_policy() {
         let text = format!("otpauth://totp/Evil:john?secret={B32}&issuer=Good");
+        assert_eq!(OtpauthUri::parse(&text).unwrap().issuer(), Some("Good"));
         assert!(matches!(
-            OtpauthUri::parse(&text),
+            OtpauthUri::parse_with(
+                &text,
+                &UriOptions::new().issuer_mismatch(IssuerMismatch::Reject)
+            ),
             Err(OtpError::IssuerMismatch)
         ));
         let param = OtpauthUri::parse_with(

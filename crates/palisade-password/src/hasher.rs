@@ -22,9 +22,13 @@
 //!   needed, is wiped on drop; Argon2's working memory (up to `m` KiB of password-derived data)
 //!   is wiped before it is freed; no error or `Debug` output contains a password.
 //! - The computed output is compared in constant time.
-//! - Verification runs at the cost stored in the hash. A user whose hash is older and cheaper
-//!   than the current preset answers faster than one whose hash is current; upgrading hashes
-//!   at login ([`Verified::needs_rehash`]) closes that gap over time.
+//! - Verification runs at the cost stored in the hash, then, when that is cheaper than the
+//!   current parameters, does the missing work (Django's `harden_runtime`, after
+//!   CVE-2016-2513): dummy Argon2 passes over the difference in memory x passes, so a dormant
+//!   account with a legacy hash (m = 4 MiB, t = 1, say) does not answer faster than a current
+//!   one or a missing one, and cannot be told apart by timing. The `password_verify` bench
+//!   measures the three side by side. A hash *dearer* than the current parameters still
+//!   answers slower; rehashing at login ([`Verified::needs_rehash`]) removes both over time.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -184,6 +188,16 @@ impl<R: SecureRandom> Hasher<R> {
         stored: &PasswordHash,
         password: &P,
     ) -> Result<Verification, Error> {
+        let password = self.normalize(password.as_ref())?;
+        self.verify_normalized(stored, password.as_str())
+    }
+
+    /// Verifies `password` as given (already normalised, or deliberately not).
+    fn verify_normalized(
+        &self,
+        stored: &PasswordHash,
+        password: &str,
+    ) -> Result<Verification, Error> {
         let params = stored.params();
         if !self.limits.allows(&params) {
             return Err(Error::CostTooHigh {
@@ -192,7 +206,6 @@ impl<R: SecureRandom> Hasher<R> {
                 p: params.p(),
             });
         }
-        let password = self.normalize(password.as_ref())?;
         let expected = stored.output();
         let mut output = [0u8; 64];
         let out = output
@@ -204,13 +217,14 @@ impl<R: SecureRandom> Hasher<R> {
             stored.algorithm(),
             stored.argon2_version(),
             params,
-            password.as_str().as_bytes(),
+            password.as_bytes(),
             stored.salt(),
             out,
             &self.pool,
         )?;
         let matched = ct_eq(out, expected);
         output.zeroize();
+        self.harden_runtime(params, password.as_bytes())?;
         Ok(if matched {
             Verification::Match(Verified {
                 needs_rehash: !self.is_current(stored),
@@ -266,6 +280,25 @@ impl<R: SecureRandom> Hasher<R> {
         Ok(Verification::Mismatch)
     }
 
+    /// Spends the Argon2 work a verification at `stored` parameters lacks to match one at the
+    /// current parameters (see the module's security notes). Its output is discarded.
+    fn harden_runtime(&self, stored: Params, password: &[u8]) -> Result<(), Error> {
+        let mut output = [0u8; OUTPUT_LEN];
+        for params in hardening(stored, self.params).into_iter().flatten() {
+            compute(
+                Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                params,
+                password,
+                &DUMMY_SALT,
+                &mut output,
+                &self.pool,
+            )?;
+        }
+        output.zeroize();
+        Ok(())
+    }
+
     /// Whether a stored hash differs from what [`Hasher::hash`] makes now (algorithm, version,
     /// parameters, salt or output length), so it should be replaced at the next login.
     ///
@@ -282,6 +315,40 @@ impl<R: SecureRandom> Hasher<R> {
             && stored.params() == self.params
             && stored.salt().len() >= SALT_LEN
             && stored.output().len() == OUTPUT_LEN
+    }
+
+    /// Verifies a hash that may have been made elsewhere (argon2-cffi, libsodium, PHP's
+    /// `password_hash`, a previous system), which hash the password's bytes as given: first
+    /// without normalisation, then, only if the password changes under this hasher's
+    /// normalisation, with it. A match of the raw bytes whose normalised form differs is
+    /// flagged [`Verified::needs_rehash`], so the next [`Hasher::hash`] stores a hash that
+    /// [`Hasher::verify`] accepts.
+    ///
+    /// Use it during a migration, for the hashes imported from the other system; it costs a
+    /// second verification for non-normalised (non-ASCII) input, which depends only on the
+    /// input, not on the account.
+    ///
+    /// # Errors
+    /// As [`Hasher::verify`].
+    pub fn verify_interop<P: AsRef<str> + ?Sized>(
+        &self,
+        stored: &str,
+        password: &P,
+    ) -> Result<Verification, Error> {
+        let stored = PasswordHash::parse(stored)?;
+        let password = password.as_ref();
+        let normalized = self.normalize(password)?;
+        let changed = normalized.as_str() != password;
+        let raw = self.verify_normalized(&stored, password)?;
+        if let Verification::Match(verified) = raw {
+            return Ok(Verification::Match(Verified {
+                needs_rehash: verified.needs_rehash || changed,
+            }));
+        }
+        if !changed {
+            return Ok(raw);
+        }
+        self.verify_normalized(&stored, normalized.as_str())
     }
 
     fn normalize<'a>(&self, password: &'a str) -> Result<Normalized<'a>, Error> {
@@ -332,6 +399,22 @@ impl Verified {
 
 /// Runs Argon2 into `out` with working memory from `pool` (or allocated fallibly), wiped
 /// before it is returned to the pool or freed.
+/// The dummy computations that make up the difference between a verification at `stored` and
+/// one at `current`, in KiB x passes (Argon2's cost is close to proportional to it): whole
+/// passes over `current`'s memory, then one pass over the remainder. None when `stored` costs
+/// as much or more; a remainder below Argon2's 8 KiB minimum is dropped.
+fn hardening(stored: Params, current: Params) -> [Option<Params>; 2] {
+    let cost = |p: Params| u64::from(p.m_kib()) * u64::from(p.t());
+    let deficit = cost(current).saturating_sub(cost(stored));
+    let m = u64::from(current.m_kib()).max(1);
+    let passes = u32::try_from(deficit / m).unwrap_or(u32::MAX);
+    let rest = u32::try_from(deficit % m).unwrap_or(0);
+    [
+        Params::new(current.m_kib(), passes, current.p()).ok(),
+        Params::new(rest, 1, 1).ok(),
+    ]
+}
+
 fn compute(
     algorithm: Algorithm,
     version: argon2::Version,
@@ -596,5 +679,38 @@ mod tests {
                 Verification::Mismatch => panic!("{phc} did not verify"),
             }
         }
+    }
+
+    #[test]
+    fn hardening_makes_up_the_missing_work() {
+        let cost = |p: Params| u64::from(p.m_kib()) * u64::from(p.t());
+        let current = Params::OWASP_19_MIB;
+        let legacy = Params::new(4096, 1, 1).unwrap();
+        let extra: u64 = hardening(legacy, current)
+            .into_iter()
+            .flatten()
+            .map(cost)
+            .sum();
+        assert_eq!(extra + cost(legacy), cost(current));
+        // Every cheaper stored cost is brought to within Argon2's 8 KiB minimum of the current.
+        for (m, t) in [
+            (8, 1),
+            (19 * 1024 - 1, 2),
+            (1000, 3),
+            (19 * 1024, 1),
+            (37 * 1024, 1),
+        ] {
+            let stored = Params::new(m, t, 1).unwrap();
+            let extra: u64 = hardening(stored, current)
+                .into_iter()
+                .flatten()
+                .map(cost)
+                .sum();
+            let gap = cost(current) - (extra + cost(stored));
+            assert!(gap < 8, "m={m} t={t}: {gap} KiB-passes short");
+        }
+        // Current or dearer hashes get nothing.
+        assert_eq!(hardening(current, current), [None, None]);
+        assert_eq!(hardening(Params::RFC9106_64_MIB, current), [None, None]);
     }
 }

@@ -103,3 +103,47 @@ fn presets_are_distinct_and_documented_values() {
         }
     }
 }
+
+/// Guessers try repeats, sequences and keyboard runs early; length alone let them through.
+#[test]
+fn the_default_policy_refuses_patterned_passwords() {
+    use palisade_password::{Policy, Verdict, Violation};
+    let weak = [
+        "1234567890123456",
+        "aaaaaaaaaaaaaaaaaaaa",
+        "passwordpassword",
+        "qwertyuiopasdfgh",
+        "abcdefghijklmnopqrstuvwxyz",
+        "monkeymonkeymonkey",
+        "hunter2hunter2hunter2",
+        "0987654321098765",
+        "QWERTYqwertyQWERTY",
+    ];
+    let accepted: Vec<_> = weak
+        .iter()
+        .filter(|p| Policy::default().check(p) != Verdict::Reject(Violation::Predictable))
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "{} of {} accepted: {accepted:?}",
+        accepted.len(),
+        weak.len()
+    );
+    for good in [
+        "correct horse battery staple",
+        "purple monkey dishwasher",
+        "the quick brown fox jumps",
+        "Tr0ub4dor&3 with extra words",
+    ] {
+        assert_eq!(Policy::default().check(good), Verdict::Accept, "{good}");
+    }
+    // Configurable: off, or stricter.
+    let off = Policy::default().with_min_unpredictable_chars(0);
+    assert_eq!(off.check("passwordpassword"), Verdict::Accept);
+    assert_eq!(
+        Policy::MULTI_FACTOR
+            .with_min_unpredictable_chars(30)
+            .check("correct horse battery staple"),
+        Verdict::Reject(Violation::Predictable)
+    );
+}

@@ -2,17 +2,20 @@
 //!
 //! [`RedisFamilyStore`] implements [`FamilyStore`]: a script sets `<prefix>:family:<family
 //! hex>` with `PXAT <until>` to revoke (keeping the later end when revoked twice; Redis 7's
-//! `PEXPIRETIME`), `EXISTS` checks. Redis
-//! forgets a revocation when its family has expired, so every key has a TTL.
+//! `PEXPIRETIME`), `EXISTS` checks. A token's rotation is one `SET <prefix>:rotation:<family
+//! hex><token hex> <ms> NX GET PXAT <until>` (Redis 7): it records the first rotation's time and
+//! answers the earlier one when there was one, atomically. Redis forgets a revocation when its
+//! family has expired, and a rotation record when its token has, so every key has a TTL.
 //!
 //! # Errors
 //! [`StoreError::Unavailable`] when Redis is unreachable or slow: refuse the redemption (fail
 //! closed).
 
+use core::fmt::Write as _;
 use std::sync::Arc;
 
 use palisade_core::StoreError;
-use palisade_core::family::{FamilyStore, TokenFamily};
+use palisade_core::family::{FamilyStore, Rotation, TokenFamily};
 use palisade_core::time::UnixTime;
 
 use crate::Redis;
@@ -55,9 +58,47 @@ impl RedisFamilyStore {
         self.redis
             .plain_key("family", family.to_string().as_bytes())
     }
+
+    /// The Redis key of the rotation record of `token` in `family`.
+    pub fn rotation_key(&self, family: &TokenFamily, token: &[u8; 16]) -> Vec<u8> {
+        let mut name = family.to_string();
+        for b in token {
+            let _ = write!(name, "{b:02x}");
+        }
+        self.redis.plain_key("rotation", name.as_bytes())
+    }
 }
 
 impl FamilyStore for RedisFamilyStore {
+    async fn rotate(
+        &self,
+        family: &TokenFamily,
+        token: &[u8; 16],
+        at: UnixTime,
+        until: UnixTime,
+    ) -> Result<Rotation, StoreError> {
+        // PXAT needs a time in the future; a record already past its end still gets a moment's
+        // life so that a concurrent duplicate reads it.
+        let earlier: Option<u64> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(self.rotation_key(family, token))
+                    .arg(at.as_millis())
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PXAT")
+                    .arg(until.as_millis().max(1)),
+            )
+            .await?;
+        Ok(match earlier {
+            None => Rotation::First,
+            Some(ms) => Rotation::Again {
+                first_at: UnixTime::from_millis(ms),
+            },
+        })
+    }
+
     async fn revoke(&self, family: &TokenFamily, until: UnixTime) -> Result<(), StoreError> {
         let mut invocation = self.script.key(self.redis_key(family));
         invocation.arg(until.as_millis().max(1));

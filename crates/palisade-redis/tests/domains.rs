@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use palisade_core::family::FamilyStore;
 use palisade_core::keyring::{KeyId, Keyring};
-use palisade_core::once::OneTimeStore;
 use palisade_core::random::SystemRandom;
 use palisade_core::secret::SecretBytes;
 use palisade_core::time::{Clock, SystemClock};
+use palisade_otp::recovery::{RecoveryCodes, RecoveryOutcome};
 use palisade_otp::{Algorithm, OtpSecret, Rejection, Totp, TotpParams};
 use palisade_redis::{Redis, RedisFamilyStore, RedisOneTimeStore};
 use palisade_token::oauth::{OAuthStates, Purpose, StateCheck, StateRejection};
@@ -39,9 +39,8 @@ fn another(redis: &Redis) -> Redis {
 }
 
 /// Redeems one token from `tasks` tasks at once, `rounds` times: exactly one rotates.
-async fn race<S, F>(tokens: Arc<RefreshTokens<S, F>>, tasks: usize, rounds: usize)
+async fn race<F>(tokens: Arc<RefreshTokens<F>>, tasks: usize, rounds: usize)
 where
-    S: OneTimeStore + 'static,
     F: FamilyStore + 'static,
 {
     for round in 0..rounds {
@@ -81,13 +80,7 @@ fn concurrent_refresh_redemption_has_one_winner() {
                 .ttl(Duration::from_secs(120))
                 .family_lifetime(Duration::from_secs(120));
             let tokens = Arc::new(
-                RefreshTokens::new(
-                    ring(),
-                    RedisOneTimeStore::new(redis.clone()),
-                    RedisFamilyStore::new(another(&redis)),
-                    config,
-                )
-                .unwrap(),
+                RefreshTokens::new(ring(), RedisFamilyStore::new(another(&redis)), config).unwrap(),
             );
             race(tokens.clone(), 8, 10).await;
             let t0 = tokens.issue("dave", SystemClock.now()).unwrap();
@@ -162,6 +155,164 @@ fn totp_codes_racing_on_two_instances_have_one_winner() {
                 assert_eq!(wins, 1, "{name} round {round}: {ra:?} {rb:?}");
                 assert!(ra == Err(Rejection::Replayed) || rb == Err(Rejection::Replayed));
             }
+        });
+    }
+}
+
+#[test]
+fn a_recovery_code_is_accepted_once_across_two_instances() {
+    for (name, redis) in common::backends("domains-recovery") {
+        common::runtime().block_on(async {
+            let ring = ring();
+            let (a, b) = (
+                RedisOneTimeStore::new(redis.clone()),
+                RedisOneTimeStore::new(another(&redis)),
+            );
+            let mut double_spends = 0;
+            for round in 0..50 {
+                let (codes, stored) = RecoveryCodes::new()
+                    .generate(&ring, &SystemRandom)
+                    .unwrap()
+                    .into_parts();
+                let code: Arc<str> = codes[round % codes.len()]
+                    .expose_formatted()
+                    .as_str()
+                    .into();
+                let barrier = Arc::new(tokio::sync::Barrier::new(2));
+                // Each instance loaded its own copy of the user's stored set.
+                let contender = |store: RedisOneTimeStore| {
+                    let (ring, code, barrier) = (ring.clone(), code.clone(), barrier.clone());
+                    let mut copy = stored.clone();
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        copy.consume_claimed(&ring, &store, &code, SystemClock.now())
+                            .await
+                            .unwrap()
+                    })
+                };
+                let (ha, hb) = (contender(a.clone()), contender(b.clone()));
+                let accepted = [ha.await.unwrap(), hb.await.unwrap()]
+                    .iter()
+                    .filter(|o| matches!(o, RecoveryOutcome::Accepted { .. }))
+                    .count();
+                assert!(
+                    accepted >= 1,
+                    "{name} round {round}: the genuine code was refused"
+                );
+                double_spends += accepted - 1;
+            }
+            assert_eq!(
+                double_spends, 0,
+                "{name}: {double_spends} of 50 codes accepted twice"
+            );
+        });
+    }
+}
+
+#[test]
+fn concurrent_refresh_inside_the_reuse_interval_keeps_the_family() {
+    for (name, redis) in common::backends("domains-overlap") {
+        common::runtime().block_on(async {
+            let config = RefreshConfig::default()
+                .ttl(Duration::from_secs(120))
+                .family_lifetime(Duration::from_secs(120))
+                .reuse_interval(Duration::from_secs(30));
+            // Two instances, one connection each, sharing the family store.
+            let instances = [
+                Arc::new(
+                    RefreshTokens::new(
+                        ring(),
+                        RedisFamilyStore::new(redis.clone()),
+                        config.clone(),
+                    )
+                    .unwrap(),
+                ),
+                Arc::new(
+                    RefreshTokens::new(ring(), RedisFamilyStore::new(another(&redis)), config)
+                        .unwrap(),
+                ),
+            ];
+            let (tasks, rounds) = (50, 10);
+            let (mut signed_out, mut split) = (0, 0);
+            for _ in 0..rounds {
+                let token = instances[0].issue("tabs", SystemClock.now()).unwrap();
+                let text: Arc<str> = token.expose_secret().into();
+                let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+                let handles: Vec<_> = (0..tasks)
+                    .map(|i| {
+                        let (tokens, text, barrier) =
+                            (instances[i % 2].clone(), text.clone(), barrier.clone());
+                        tokio::spawn(async move {
+                            barrier.wait().await;
+                            tokens.redeem(&text, SystemClock.now()).await.unwrap()
+                        })
+                    })
+                    .collect();
+                let mut successors = std::collections::HashSet::new();
+                for h in handles {
+                    if let RefreshOutcome::Rotated { token, .. } = h.await.unwrap() {
+                        successors.insert(token.expose_secret().to_owned());
+                    }
+                }
+                split += usize::from(successors.len() > 1);
+                let Some(next) = successors.into_iter().next() else {
+                    signed_out += 1;
+                    continue;
+                };
+                let after = instances[1].redeem(&next, SystemClock.now()).await.unwrap();
+                signed_out += usize::from(!matches!(after, RefreshOutcome::Rotated { .. }));
+            }
+            assert_eq!(
+                signed_out, 0,
+                "{name}: {signed_out} of {rounds} races revoked the family"
+            );
+            assert_eq!(
+                split, 0,
+                "{name}: {split} of {rounds} races split the family"
+            );
+        });
+    }
+}
+
+#[test]
+fn reuse_after_the_interval_revokes_the_family() {
+    for (name, redis) in common::backends("domains-overlap-end") {
+        common::runtime().block_on(async {
+            let config = RefreshConfig::default()
+                .ttl(Duration::from_secs(120))
+                .family_lifetime(Duration::from_secs(120))
+                .reuse_interval(Duration::from_secs(5));
+            let tokens = RefreshTokens::new(ring(), RedisFamilyStore::new(redis), config).unwrap();
+            let start = SystemClock.now();
+            let t0 = tokens.issue("grace", start).unwrap();
+            let RefreshOutcome::Rotated { token: t1, .. } =
+                tokens.redeem(t0.expose_secret(), start).await.unwrap()
+            else {
+                panic!("{name}: first use rotates")
+            };
+            // The caller's clock decides the interval; Redis keeps the first rotation's time.
+            let inside = start.saturating_add(Duration::from_secs(4));
+            let RefreshOutcome::Rotated { token: again, .. } =
+                tokens.redeem(t0.expose_secret(), inside).await.unwrap()
+            else {
+                panic!("{name}: inside the interval rotates")
+            };
+            assert_eq!(again.expose_secret(), t1.expose_secret(), "{name}");
+            let after = start.saturating_add(Duration::from_secs(5));
+            assert!(
+                matches!(
+                    tokens.redeem(t0.expose_secret(), after).await.unwrap(),
+                    RefreshOutcome::ReuseDetected { .. }
+                ),
+                "{name}"
+            );
+            assert!(
+                matches!(
+                    tokens.redeem(t1.expose_secret(), after).await.unwrap(),
+                    RefreshOutcome::Revoked
+                ),
+                "{name}"
+            );
         });
     }
 }

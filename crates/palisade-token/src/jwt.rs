@@ -1,7 +1,7 @@
 //! JSON Web Tokens with rotating keys, on `jsonwebtoken`.
 //!
 //! [`JwtKeys`] is a set of signing keys, each with a `kid`, an algorithm ([`JwtAlgorithm`]:
-//! HS256, EdDSA or ES256) and a [`KeyState`] from the [`Keyring`]:
+//! HS256, EdDSA, ES256, RS256/RS384/RS512 or PS256) and a [`KeyState`] from the [`Keyring`]:
 //!
 //! | state | signs | verifies | in the JWKS |
 //! |---|---|---|---|
@@ -28,7 +28,22 @@
 //!
 //! Key material in the keyring: HS256 takes at least 32 random bytes (RFC 7518, section 3.2);
 //! EdDSA a 32-byte Ed25519 seed or a PKCS#8 DER key; ES256 a 32-byte P-256 scalar or a PKCS#8
-//! DER key. [`generate_key`] makes one.
+//! DER key; RSA (RS* and PS256) a PKCS#1 DER private key (`RSAPrivateKey`) of at least 2048
+//! bits. [`generate_key`] makes the 32-byte kinds (RSA keys come from `openssl genrsa`).
+//!
+//! # JWKS from an issuer
+//! [`JwtKeys::from_jwks`] loads every signature key of a JWKS (Ed25519, P-256 and RSA) and
+//! fails on one it cannot use rather than dropping it (an identity provider's RSA keys used to
+//! be skipped, so its tokens got `UnknownKey`); encryption keys (`use: enc`) are not for
+//! verification and are left out. [`JwtKeys::from_jwks_lenient`] keeps the usable ones and
+//! reports the rest ([`SkippedJwk`]). An RSA key without `alg` is taken as RS256, the usual
+//! choice of providers that omit it.
+//!
+//! # `typ`
+//! [`JwtValidation::typ`] requires the header's `typ` (RFC 7515, section 4.1.9; compared
+//! without case and without an `application/` prefix), so a token of one kind is not accepted
+//! as another: access tokens are `at+jwt` (RFC 9068), ID tokens `JWT`.
+//! [`JwtKeys::sign_typed`] sets it.
 //!
 //! # Errors and panics
 //! Loading a key fails with [`TokenError::InvalidKey`] for unusable material (every key signs
@@ -50,7 +65,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
     EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
-    PublicKeyUse,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use palisade_core::keyring::{Key, KeyId, KeyState, Keyring};
@@ -72,16 +87,36 @@ pub enum JwtAlgorithm {
     EdDsa,
     /// ECDSA on P-256 with SHA-256.
     Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256: what most identity providers sign with.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256 and MGF1 with SHA-256.
+    Ps256,
 }
 
+/// Shortest RSA modulus accepted, in bits (NIST SP 800-131A: 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+
 impl JwtAlgorithm {
-    /// The JOSE name: `HS256`, `EdDSA` or `ES256`.
+    /// The JOSE name: `HS256`, `EdDSA`, `ES256`, `RS256`, `RS384`, `RS512` or `PS256`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Hs256 => "HS256",
             Self::EdDsa => "EdDSA",
             Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+            Self::Rs384 => "RS384",
+            Self::Rs512 => "RS512",
+            Self::Ps256 => "PS256",
         }
+    }
+
+    /// Whether it is an RSA algorithm.
+    pub const fn is_rsa(self) -> bool {
+        matches!(self, Self::Rs256 | Self::Rs384 | Self::Rs512 | Self::Ps256)
     }
 
     /// The `jsonwebtoken` algorithm.
@@ -90,6 +125,10 @@ impl JwtAlgorithm {
             Self::Hs256 => Algorithm::HS256,
             Self::EdDsa => Algorithm::EdDSA,
             Self::Es256 => Algorithm::ES256,
+            Self::Rs256 => Algorithm::RS256,
+            Self::Rs384 => Algorithm::RS384,
+            Self::Rs512 => Algorithm::RS512,
+            Self::Ps256 => Algorithm::PS256,
         }
     }
 
@@ -124,13 +163,19 @@ const P256_PKCS8_PREFIX: [u8; 35] = [
 /// [module documentation](self).
 ///
 /// # Errors
-/// [`TokenError::Random`] when the random source fails.
+/// [`TokenError::Random`] when the random source fails; [`TokenError::Config`] for an RSA
+/// algorithm (make RSA keys with `openssl genrsa -traditional 3072`, DER).
 pub fn generate_key(
     id: &KeyId,
     algorithm: JwtAlgorithm,
     state: KeyState,
     rng: &(impl SecureRandom + ?Sized),
 ) -> Result<Key, TokenError> {
+    if algorithm.is_rsa() {
+        return Err(TokenError::Config(
+            "rsa keys are not generated here: use openssl genrsa",
+        ));
+    }
     loop {
         let key = Key::generate(id.clone(), state, 32, rng)?;
         // A P-256 scalar must be below the group order; a random one fails with probability
@@ -229,6 +274,21 @@ fn prepare(
                 Some(jwk),
             )
         }
+        JwtAlgorithm::Rs256 | JwtAlgorithm::Rs384 | JwtAlgorithm::Rs512 | JwtAlgorithm::Ps256 => {
+            let (n, e) = (provider.rsa_pub_components_from_private_key)(material)
+                .map_err(|_| invalid(kid, algorithm, "not a PKCS#1 DER RSA private key"))?;
+            check_rsa_size(kid, algorithm, &n)?;
+            let jwk = AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: URL_SAFE_NO_PAD.encode(&n),
+                e: URL_SAFE_NO_PAD.encode(&e),
+            });
+            (
+                EncodingKey::from_rsa_der(material),
+                DecodingKey::from_rsa_raw_components(&n, &e),
+                Some(jwk),
+            )
+        }
     };
     // Every key proves it works before it is used: sign and verify a test message.
     let alg = algorithm.to_jsonwebtoken();
@@ -248,6 +308,23 @@ fn prepare(
         algorithm: params,
     });
     Ok((encoding, decoding, jwk))
+}
+
+/// Refuses an RSA modulus (big-endian bytes) shorter than [`MIN_RSA_BITS`].
+fn check_rsa_size(kid: &str, algorithm: JwtAlgorithm, modulus: &[u8]) -> Result<(), TokenError> {
+    let significant = modulus.iter().position(|&b| b != 0).map_or(0, |first| {
+        let bytes = modulus.len() - first;
+        let lead = modulus.get(first).map_or(0, |b| b.leading_zeros() as usize);
+        bytes * 8 - lead
+    });
+    if significant < MIN_RSA_BITS {
+        return Err(invalid(
+            kid,
+            algorithm,
+            "RSA modulus shorter than 2048 bits",
+        ));
+    }
+    Ok(())
 }
 
 /// `material` as PKCS#8 DER: raw 32 bytes get `prefix`, anything else is taken as DER already.
@@ -342,54 +419,101 @@ impl JwtKeys {
         Ok(())
     }
 
-    /// A verify-only set from a JWKS document (a resource server's view of an issuer). Keys
-    /// without a `kid`, and keys of other types than Ed25519 and P-256, are skipped; the rest
-    /// verify (decrypt-only state).
+    /// A verify-only set from a JWKS document (a resource server's view of an issuer): every
+    /// signature key (Ed25519, P-256, RSA), in decrypt-only state. Encryption keys (`use:
+    /// enc`) are left out. See [JWKS from an issuer](self#jwks-from-an-issuer).
     ///
     /// # Errors
-    /// [`TokenError::InvalidKey`] when a key's declared `alg` contradicts its type, or its
-    /// coordinates do not decode.
+    /// [`TokenError::InvalidKey`] for a signature key it cannot use: no `kid`, an unsupported
+    /// type or curve or `alg`, a declared `alg` that contradicts the key, coordinates that do
+    /// not decode, an RSA modulus under 2048 bits, a duplicate `kid`.
     pub fn from_jwks(jwks: &JwkSet) -> Result<Self, TokenError> {
         let mut keys = Self::new();
         for jwk in &jwks.keys {
-            let Some(kid) = jwk.common.key_id.as_deref() else {
-                continue;
-            };
-            let algorithm = match &jwk.algorithm {
-                AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                    JwtAlgorithm::EdDsa
-                }
-                AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-                    JwtAlgorithm::Es256
-                }
-                _ => continue,
-            };
-            if jwk
-                .common
-                .key_algorithm
-                .is_some_and(|a| a != KeyAlgorithm::from(algorithm.to_jsonwebtoken()))
-            {
-                return Err(invalid(
-                    kid,
-                    algorithm,
-                    "declared alg does not match the key",
-                ));
+            if let Some(entry) = keys.jwk_entry(jwk)? {
+                keys.entries.push(entry);
             }
-            let decoding = DecodingKey::from_jwk(jwk)
-                .map_err(|_| invalid(kid, algorithm, "coordinates do not decode"))?;
-            if keys.find(kid).is_some() {
-                return Err(invalid(kid, algorithm, "duplicate kid"));
-            }
-            keys.entries.push(Entry {
-                kid: kid.into(),
-                algorithm,
-                state: KeyState::DecryptOnly,
-                encoding: None,
-                decoding,
-                jwk: Some(jwk.clone()),
-            });
         }
         Ok(keys)
+    }
+
+    /// As [`JwtKeys::from_jwks`], but keys it cannot use are reported, not fatal: the usable
+    /// keys, and why each other one was left out (log them).
+    pub fn from_jwks_lenient(jwks: &JwkSet) -> (Self, Vec<SkippedJwk>) {
+        let mut keys = Self::new();
+        let mut skipped = Vec::new();
+        for jwk in &jwks.keys {
+            match keys.jwk_entry(jwk) {
+                Ok(Some(entry)) => keys.entries.push(entry),
+                Ok(None) => {}
+                Err(error) => skipped.push(SkippedJwk {
+                    kid: jwk.common.key_id.clone(),
+                    error,
+                }),
+            }
+        }
+        (keys, skipped)
+    }
+
+    /// The entry of one JWK: `None` for an encryption key, an error for an unusable one.
+    fn jwk_entry(&self, jwk: &Jwk) -> Result<Option<Entry>, TokenError> {
+        if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+            return Ok(None);
+        }
+        let unusable = |kid: &str, reason| TokenError::InvalidKey {
+            kid: kid.to_owned(),
+            algorithm: "JWK",
+            reason,
+        };
+        let Some(kid) = jwk.common.key_id.as_deref() else {
+            return Err(unusable("", "no kid"));
+        };
+        let algorithm = match &jwk.algorithm {
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                JwtAlgorithm::EdDsa
+            }
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                JwtAlgorithm::Es256
+            }
+            AlgorithmParameters::RSA(_) => match jwk.common.key_algorithm {
+                None | Some(KeyAlgorithm::RS256) => JwtAlgorithm::Rs256,
+                Some(KeyAlgorithm::RS384) => JwtAlgorithm::Rs384,
+                Some(KeyAlgorithm::RS512) => JwtAlgorithm::Rs512,
+                Some(KeyAlgorithm::PS256) => JwtAlgorithm::Ps256,
+                Some(_) => return Err(unusable(kid, "unsupported alg for an RSA key")),
+            },
+            _ => return Err(unusable(kid, "unsupported key type or curve")),
+        };
+        if jwk
+            .common
+            .key_algorithm
+            .is_some_and(|a| a != KeyAlgorithm::from(algorithm.to_jsonwebtoken()))
+        {
+            return Err(invalid(
+                kid,
+                algorithm,
+                "declared alg does not match the key",
+            ));
+        }
+        if let AlgorithmParameters::RSA(p) = &jwk.algorithm {
+            let n = URL_SAFE_NO_PAD
+                .decode(p.n.trim_end_matches('='))
+                .map_err(|_| invalid(kid, algorithm, "coordinates do not decode"))?;
+            check_rsa_size(kid, algorithm, &n)?;
+        }
+        let decoding = DecodingKey::from_jwk(jwk)
+            .map_err(|_| invalid(kid, algorithm, "coordinates do not decode"))?;
+        if self.find(kid).is_some() {
+            return Err(invalid(kid, algorithm, "duplicate kid"));
+        }
+        Ok(Some(Entry {
+            kid: kid.into(),
+            algorithm,
+            state: KeyState::DecryptOnly,
+            encoding: None,
+            decoding,
+            jwk: Some(jwk.clone()),
+        }))
     }
 
     fn find(&self, kid: &str) -> Option<&Entry> {
@@ -407,7 +531,7 @@ impl JwtKeys {
             .find(|e| e.state == KeyState::Active && e.encoding.is_some())
     }
 
-    /// The public keys that verify (active and decrypt-only EdDSA and ES256 keys), as a JWKS
+    /// The public keys that verify (active and decrypt-only asymmetric keys), as a JWKS
     /// document to publish at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
         JwkSet {
@@ -429,6 +553,15 @@ impl JwtKeys {
     /// [`TokenError::Keyring`] when no key is active; [`TokenError::Encode`] when `claims` do
     /// not serialize to a JSON object.
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, TokenError> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// As [`JwtKeys::sign`], with the header's `typ` set to `typ` (`at+jwt` for an RFC 9068
+    /// access token).
+    ///
+    /// # Errors
+    /// As [`JwtKeys::sign`].
+    pub fn sign_typed<C: Serialize>(&self, claims: &C, typ: &str) -> Result<String, TokenError> {
         let entry = self
             .signer()
             .ok_or(palisade_core::keyring::KeyringError::NoActiveKey)?;
@@ -437,6 +570,7 @@ impl JwtKeys {
         };
         let mut header = Header::new(entry.algorithm.to_jsonwebtoken());
         header.kid = Some(entry.kid.to_string());
+        header.typ = Some(typ.to_owned());
         jsonwebtoken::encode(&header, claims, encoding)
             .map_err(|e| TokenError::Encode(e.to_string()))
     }
@@ -467,6 +601,14 @@ impl JwtKeys {
             serde_json::from_slice(&header_json).map_err(|_| JwtRejection::Malformed)?;
         if header.crit.is_some() {
             return Err(JwtRejection::CriticalHeader);
+        }
+        if let Some(wanted) = &rules.typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|typ| same_typ(typ, wanted))
+        {
+            return Err(JwtRejection::WrongType);
         }
         let kid = header.kid.ok_or(JwtRejection::MissingKeyId)?;
         let entry = self.find(&kid).ok_or(JwtRejection::UnknownKey)?;
@@ -511,8 +653,33 @@ struct RawHeader<'a> {
     alg: Cow<'a, str>,
     #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
     #[serde(default)]
     crit: Option<IgnoredAny>,
+}
+
+/// `typ` values compared as RFC 7515 section 4.1.9 says: case-insensitively, with an
+/// `application/` prefix optional.
+fn same_typ(presented: &str, wanted: &str) -> bool {
+    fn bare(t: &str) -> &str {
+        match t.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => {
+                t.get(12..).unwrap_or("")
+            }
+            _ => t,
+        }
+    }
+    bare(presented).eq_ignore_ascii_case(bare(wanted))
+}
+
+/// A JWK that [`JwtKeys::from_jwks_lenient`] left out, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedJwk {
+    /// Its `kid`, if it had one.
+    pub kid: Option<String>,
+    /// Why it cannot be used.
+    pub error: TokenError,
 }
 
 /// The registered claims the verifier checks, borrowed from the payload.
@@ -621,6 +788,8 @@ pub struct JwtValidation {
     pub leeway: Duration,
     /// Longest token accepted, in bytes (default 8 KiB).
     pub max_len: usize,
+    /// The required header `typ` (`at+jwt`, say); `None` accepts any or none.
+    pub typ: Option<String>,
 }
 
 impl Default for JwtValidation {
@@ -630,6 +799,7 @@ impl Default for JwtValidation {
             audience: None,
             leeway: Duration::from_secs(60),
             max_len: 8 * 1024,
+            typ: None,
         }
     }
 }
@@ -658,6 +828,13 @@ impl JwtValidation {
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
+        self
+    }
+
+    /// Requires the header's `typ` to be `typ` (see [`typ`](self#typ)).
+    #[must_use]
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
         self
     }
 
@@ -714,6 +891,8 @@ pub enum JwtRejection {
     Malformed,
     /// The header has `crit`: it asks for an extension this verifier does not implement.
     CriticalHeader,
+    /// The header's `typ` is not the required one (or is absent).
+    WrongType,
     /// The header has no `kid`.
     MissingKeyId,
     /// No key has the header's `kid`.
@@ -746,6 +925,7 @@ impl fmt::Display for JwtRejection {
             Self::TooLong => "token too long",
             Self::Malformed => "malformed token",
             Self::CriticalHeader => "unsupported critical header",
+            Self::WrongType => "wrong token type",
             Self::MissingKeyId => "no key id",
             Self::UnknownKey => "unknown key id",
             Self::KeyRetired => "key retired",

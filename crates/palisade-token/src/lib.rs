@@ -5,7 +5,9 @@ pub mod api_key;
 mod encoding;
 pub mod jwt;
 pub mod oauth;
+pub mod pkce;
 pub mod refresh;
+pub mod remote_jwks;
 
 use palisade_core::StoreError;
 use palisade_core::keyring::KeyringError;
@@ -16,10 +18,14 @@ pub use api_key::{
     ApiKeys, ParsedApiKey, VerifiedApiKey,
 };
 pub use jwt::{JwtAlgorithm, JwtKeys, JwtRejection, JwtValidation, StandardClaims, Verified};
-pub use oauth::{OAuthStates, Purpose, StateCheck, StateRejection};
+pub use oauth::{OAuthStates, PkceStateCheck, Purpose, StateCheck, StateRejection};
+pub use pkce::{PkceChallenge, PkceCheck, PkceError, PkceMethod, PkcePolicy, PkceVerifier};
 pub use refresh::{
     FamilyStore, MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshToken, RefreshTokens,
     TokenFamily,
+};
+pub use remote_jwks::{
+    JwksFetchError, JwksResponse, JwksSource, RemoteJwks, RemoteJwksConfig, RemoteJwksError,
 };
 
 /// Why a token operation could not be carried out.

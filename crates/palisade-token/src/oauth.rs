@@ -16,6 +16,15 @@
 //!
 //! Every refusal records [`Action::OAuthStateRejected`] with the reason.
 //!
+//! # PKCE
+//! [`OAuthStates::issue_pkce`] binds a PKCE code verifier (RFC 7636) to a state without
+//! storing it: the verifier is HMAC-SHA-256, under the state's key, of the state's signed bytes
+//! and the session id, as 43 base64url characters. It returns the state and the `S256`
+//! challenge to send; [`OAuthStates::check_pkce`] claims the state once and only then returns
+//! the verifier for the token request. Nobody without the key can compute a verifier from a
+//! state (which travels in URLs); a replayed, altered, expired or foreign-session state yields
+//! none.
+//!
 //! # Errors and panics
 //! [`TokenError::Store`] when the store does not answer (refuse the callback),
 //! [`TokenError::Random`], [`TokenError::Keyring`]. A bad value is a [`StateCheck`], not an
@@ -41,9 +50,11 @@ use palisade_core::time::UnixTime;
 
 use crate::TokenError;
 use crate::encoding::{Reader, hmac_sha256, push_short_str};
+use crate::pkce::{PkceChallenge, PkceVerifier};
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 32;
+const PKCE_DOMAIN: &[u8] = b"palisade-oauth-pkce-v1\0";
 /// Longest value [`OAuthStates::check`] decodes.
 pub const MAX_STATE_LEN: usize = 256;
 
@@ -121,6 +132,16 @@ pub enum StateCheck {
     /// Genuine, fresh, for this session, and now used up.
     Valid,
     /// Refused, and the refusal recorded.
+    Rejected(StateRejection),
+}
+
+/// The answer to [`OAuthStates::check_pkce`].
+#[derive(Debug)]
+#[must_use]
+pub enum PkceStateCheck {
+    /// Genuine, fresh, for this session, now used up: send this verifier as `code_verifier`.
+    Valid(PkceVerifier),
+    /// Refused, and the refusal recorded; no verifier.
     Rejected(StateRejection),
 }
 
@@ -243,10 +264,71 @@ impl<S: OneTimeStore> OAuthStates<S> {
         session_id: &str,
         now: UnixTime,
     ) -> Result<StateCheck, TokenError> {
+        Ok(
+            match self
+                .check_recorded(purpose, presented, session_id, now)
+                .await?
+            {
+                Ok(_) => StateCheck::Valid,
+                Err(reason) => StateCheck::Rejected(reason),
+            },
+        )
+    }
+
+    /// A new `state` bound to `session_id` with a PKCE verifier, and the `S256` challenge to
+    /// send with it (`code_challenge=...&code_challenge_method=S256`). See
+    /// [PKCE](self#pkce).
+    ///
+    /// # Errors
+    /// As [`OAuthStates::issue`].
+    pub fn issue_pkce(
+        &self,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<(String, PkceChallenge), TokenError> {
+        let state = self.issue(Purpose::State, session_id, now)?;
+        // The value was made just now under the active key, so it decodes; the fallbacks keep
+        // this free of panics.
+        let raw = URL_SAFE_NO_PAD.decode(&state).unwrap_or_default();
+        let signed = raw.get(..raw.len().saturating_sub(TAG_LEN)).unwrap_or(&[]);
+        let key = self.keyring.active()?;
+        let verifier = pkce_verifier(key.material().expose_secret(), session_id, signed);
+        Ok((state, verifier.challenge()))
+    }
+
+    /// Checks a `state` made by [`OAuthStates::issue_pkce`] as [`OAuthStates::check`] does, and
+    /// uses it up; only when valid, returns its PKCE verifier.
+    ///
+    /// # Errors
+    /// [`TokenError::Store`] when the store does not answer: refuse the callback.
+    pub async fn check_pkce(
+        &self,
+        presented: &str,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<PkceStateCheck, TokenError> {
+        Ok(
+            match self
+                .check_recorded(Purpose::State, presented, session_id, now)
+                .await?
+            {
+                Ok(verifier) => PkceStateCheck::Valid(verifier),
+                Err(reason) => PkceStateCheck::Rejected(reason),
+            },
+        )
+    }
+
+    async fn check_recorded(
+        &self,
+        purpose: Purpose,
+        presented: &str,
+        session_id: &str,
+        now: UnixTime,
+    ) -> Result<Result<PkceVerifier, StateRejection>, TokenError> {
         let verdict = self
             .check_inner(purpose, presented, session_id, now)
             .await?;
-        if let StateCheck::Rejected(reason) = verdict {
+        if let Err(reason) = verdict {
             self.audit.record(
                 AuditEvent::new(Action::OAuthStateRejected, now)
                     .resource(purpose.as_str())
@@ -262,16 +344,16 @@ impl<S: OneTimeStore> OAuthStates<S> {
         presented: &str,
         session_id: &str,
         now: UnixTime,
-    ) -> Result<StateCheck, TokenError> {
+    ) -> Result<Result<PkceVerifier, StateRejection>, TokenError> {
         use StateRejection::{Expired, Malformed, Replayed, Tampered};
         if presented.len() > MAX_STATE_LEN {
-            return Ok(StateCheck::Rejected(Malformed));
+            return Ok(Err(Malformed));
         }
         let Ok(raw) = URL_SAFE_NO_PAD.decode(presented) else {
-            return Ok(StateCheck::Rejected(Malformed));
+            return Ok(Err(Malformed));
         };
         let Some(signed_len) = raw.len().checked_sub(TAG_LEN) else {
-            return Ok(StateCheck::Rejected(Malformed));
+            return Ok(Err(Malformed));
         };
         let (signed, presented_tag) = raw.split_at(signed_len);
         let mut r = Reader(signed);
@@ -282,18 +364,18 @@ impl<S: OneTimeStore> OAuthStates<S> {
             r.array::<16>(),
             r.0.is_empty(),
         ) else {
-            return Ok(StateCheck::Rejected(Malformed));
+            return Ok(Err(Malformed));
         };
         let Ok(key) = self.keyring.for_decrypt_bytes(kid.as_bytes()) else {
-            return Ok(StateCheck::Rejected(Tampered));
+            return Ok(Err(Tampered));
         };
         let expected = tag(key.material().expose_secret(), purpose, session_id, signed);
         if !ct_eq(&expected, presented_tag) {
-            return Ok(StateCheck::Rejected(Tampered));
+            return Ok(Err(Tampered));
         }
         let expires_at = UnixTime::from_secs(expires);
         if now >= expires_at {
-            return Ok(StateCheck::Rejected(Expired));
+            return Ok(Err(Expired));
         }
         Ok(
             match self
@@ -301,11 +383,27 @@ impl<S: OneTimeStore> OAuthStates<S> {
                 .claim(purpose.scope(), &random, expires_at)
                 .await?
             {
-                Claim::Claimed => StateCheck::Valid,
-                Claim::AlreadyUsed => StateCheck::Rejected(Replayed),
+                Claim::Claimed => Ok(pkce_verifier(
+                    key.material().expose_secret(),
+                    session_id,
+                    signed,
+                )),
+                Claim::AlreadyUsed => Err(Replayed),
             },
         )
     }
+}
+
+/// The PKCE verifier bound to a state: HMAC-SHA-256 under the state's key.
+fn pkce_verifier(key: &[u8], session_id: &str, signed: &[u8]) -> PkceVerifier {
+    let session_len = u64::try_from(session_id.len())
+        .unwrap_or(u64::MAX)
+        .to_be_bytes();
+    let bytes = zeroize::Zeroizing::new(hmac_sha256(
+        key,
+        &[PKCE_DOMAIN, &session_len, session_id.as_bytes(), signed],
+    ));
+    PkceVerifier::from_bytes(&bytes)
 }
 
 fn tag(key: &[u8], purpose: Purpose, session_id: &str, signed: &[u8]) -> [u8; 32] {

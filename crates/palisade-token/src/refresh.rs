@@ -7,18 +7,29 @@
 //! [`Action::TokenReuseDetected`] is recorded. This is the rotation scheme of the OAuth 2.0
 //! Security Best Current Practice (RFC 9700, section 4.14.2).
 //!
+//! # Reuse interval
+//! Two browser tabs, or a retry after a lost response, redeem one token at once: that is not an
+//! attack, yet without care the second request revokes the family and signs the user out.
+//! [`RefreshConfig::reuse_interval`] (Auth0's "rotation overlap period", OpenIddict's leeway;
+//! default zero, off) accepts a second redemption of a token for that long after its first one
+//! and answers it with the *same* successor: the successor's nonce is derived from its
+//! parent's (HMAC under the parent's key) and its times from the first rotation's, so every
+//! redemption inside the interval mints the identical token, and the family keeps one chain.
+//! After the interval, a reuse revokes the family as before. The price: a thief who presents a
+//! copy inside the interval gets the successor too, and is caught when either party rotates it
+//! next. Keep the interval short (seconds).
+//!
 //! # State
 //! A token is self-contained and authenticated: `palrt_` and base64url of its version, the
 //! signing key's id, the family, the generation, the subject, its issue and expiry times, the
 //! family's absolute expiry, a random nonce and an HMAC-SHA-256 tag under a [`Keyring`] key. A
-//! forged or altered token is refused without touching any store. Two stores hold the rest:
+//! forged or altered token is refused without touching any store. One [`FamilyStore`] holds
+//! the rest: the first rotation of each token, with its time ([`FamilyStore::rotate`], one
+//! atomic step), and the revoked families until their last token expires.
 //!
-//! - a [`OneTimeStore`] claims each token once (scope `palisade:refresh`);
-//! - a [`FamilyStore`] remembers revoked families until their last token expires.
-//!
-//! Both traits live in `palisade-core`, with in-memory implementations; `palisade-redis` has
-//! Redis ones, with which several service instances agree: when two requests redeem one token
-//! at once, exactly one wins.
+//! The trait lives in `palisade-core`, with an in-memory implementation; `palisade-redis` has a
+//! Redis one, with which several service instances agree: when two requests redeem one token
+//! at once, exactly one rotates it first.
 //!
 //! # Lifetimes
 //! A token lives [`RefreshConfig::ttl`] (default 14 days: the idle timeout, since every
@@ -42,9 +53,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
-pub use palisade_core::family::{FamilyStore, MemoryFamilyStore, TokenFamily};
+pub use palisade_core::family::{FamilyStore, MemoryFamilyStore, Rotation, TokenFamily};
 use palisade_core::keyring::Keyring;
-use palisade_core::once::{Claim, OneTimeStore};
 use palisade_core::random::{SecureRandom, SystemRandom};
 use palisade_core::secret::ct_eq;
 use palisade_core::time::UnixTime;
@@ -56,13 +66,13 @@ use crate::encoding::{Reader, hmac_sha256, push_short_str};
 const TEXT_PREFIX: &str = "palrt_";
 const VERSION: u8 = 1;
 const DOMAIN: &[u8] = b"palisade-refresh-v1\0";
+/// Domain of the successor-nonce derivation (distinct from the tag's).
+const SUCCESSOR_DOMAIN: &[u8] = b"palisade-refresh-successor-v1\0";
 const TAG_LEN: usize = 32;
 /// Longest subject, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 255;
 /// Longest token text accepted by [`RefreshTokens::redeem`].
 pub const MAX_TOKEN_LEN: usize = 512;
-/// The one-time store scope of refresh-token claims.
-pub const CLAIM_SCOPE: &str = "palisade:refresh";
 
 /// A refresh token, to hand to the client. Zeroized on drop, `***` in `Debug`, no `Display`,
 /// `Serialize` or `Clone`.
@@ -138,6 +148,10 @@ pub struct RefreshConfig {
     pub ttl: Duration,
     /// Lifetime of a family from sign-in (default 90 days).
     pub family_lifetime: Duration,
+    /// How long after a token's first redemption a second one still gets the same successor
+    /// instead of revoking the family (default zero: never). See the
+    /// [module documentation](self#reuse-interval).
+    pub reuse_interval: Duration,
 }
 
 impl Default for RefreshConfig {
@@ -145,6 +159,7 @@ impl Default for RefreshConfig {
         Self {
             ttl: Duration::from_secs(14 * 24 * 3600),
             family_lifetime: Duration::from_secs(90 * 24 * 3600),
+            reuse_interval: Duration::ZERO,
         }
     }
 }
@@ -163,10 +178,18 @@ impl RefreshConfig {
         self.family_lifetime = lifetime;
         self
     }
+
+    /// Sets the reuse interval (a few seconds covers concurrent tabs and retries).
+    #[must_use]
+    pub fn reuse_interval(mut self, interval: Duration) -> Self {
+        self.reuse_interval = interval;
+        self
+    }
 }
 
 /// The decoded contents of a token.
 struct Body<'a> {
+    kid: &'a str,
     family: TokenFamily,
     generation: u32,
     subject: &'a str,
@@ -180,7 +203,6 @@ struct Body<'a> {
 /// ```
 /// use std::sync::Arc;
 /// use palisade_core::keyring::{KeyId, Keyring};
-/// use palisade_core::once::MemoryOneTimeStore;
 /// use palisade_core::secret::SecretBytes;
 /// use palisade_core::time::{Clock, SystemClock};
 /// use palisade_token::refresh::{MemoryFamilyStore, RefreshConfig, RefreshOutcome, RefreshTokens};
@@ -188,7 +210,7 @@ struct Body<'a> {
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 /// let ring = Keyring::single(KeyId::new("r1")?, SecretBytes::new(vec![7; 32]));
 /// let tokens = RefreshTokens::new(
-///     Arc::new(ring), MemoryOneTimeStore::new(), MemoryFamilyStore::new(), RefreshConfig::default(),
+///     Arc::new(ring), MemoryFamilyStore::new(), RefreshConfig::default(),
 /// )?;
 /// let now = SystemClock.now();
 /// let first = tokens.issue("user-42", now)?;
@@ -205,25 +227,23 @@ struct Body<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct RefreshTokens<S, F> {
+pub struct RefreshTokens<F> {
     keyring: Arc<Keyring>,
-    once: S,
     families: F,
     config: RefreshConfig,
     rng: Arc<dyn SecureRandom>,
     audit: Arc<dyn AuditSink>,
 }
 
-impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
-    /// Tokens authenticated under `keyring` (keys of at least 32 bytes), claimed in `once`,
-    /// revoked in `families`.
+impl<F: FamilyStore> RefreshTokens<F> {
+    /// Tokens authenticated under `keyring` (keys of at least 32 bytes), whose rotations and
+    /// revocations `families` records.
     ///
     /// # Errors
     /// [`TokenError::Keyring`] without an active key; [`TokenError::InvalidKey`] for a short
     /// key; [`TokenError::Config`] for a zero lifetime.
     pub fn new(
         keyring: Arc<Keyring>,
-        once: S,
         families: F,
         config: RefreshConfig,
     ) -> Result<Self, TokenError> {
@@ -242,7 +262,6 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         }
         Ok(Self {
             keyring,
-            once,
             families,
             config,
             rng: Arc::new(SystemRandom),
@@ -272,7 +291,8 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
     pub fn issue(&self, subject: &str, now: UnixTime) -> Result<RefreshToken, TokenError> {
         let family = TokenFamily::from_bytes(palisade_core::random::array(&*self.rng)?);
         let family_end = now.saturating_add(self.config.family_lifetime);
-        self.mint(family, 0, subject, now, family_end)
+        let nonce = palisade_core::random::array(&*self.rng)?;
+        self.mint(family, 0, subject, now, family_end, &nonce)
     }
 
     fn mint(
@@ -282,13 +302,13 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         subject: &str,
         now: UnixTime,
         family_expires_at: UnixTime,
+        nonce: &[u8; 16],
     ) -> Result<RefreshToken, TokenError> {
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(TokenError::Config("subject longer than 255 bytes"));
         }
         let key = self.keyring.active()?;
         let expires_at = now.saturating_add(self.config.ttl).min(family_expires_at);
-        let nonce: [u8; 16] = palisade_core::random::array(&*self.rng)?;
         let mut raw = Zeroizing::new(Vec::with_capacity(160));
         raw.push(VERSION);
         push_short_str(&mut raw, key.id().as_str()).ok_or(TokenError::Config("key id too long"))?;
@@ -297,7 +317,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         push_short_str(&mut raw, subject).ok_or(TokenError::Config("subject too long"))?;
         raw.extend_from_slice(&expires_at.as_secs().to_be_bytes());
         raw.extend_from_slice(&family_expires_at.as_secs().to_be_bytes());
-        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(nonce);
         let tag = hmac_sha256(key.material().expose_secret(), &[DOMAIN, &raw]);
         raw.extend_from_slice(&tag);
         let mut text = Zeroizing::new(String::with_capacity(
@@ -337,6 +357,7 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
             return None;
         }
         Some(Body {
+            kid,
             family,
             generation,
             subject,
@@ -378,15 +399,18 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
         if self.families.is_revoked(&body.family).await? {
             return Ok(RefreshOutcome::Revoked);
         }
-        let mut claim_id = [0u8; 32];
-        claim_id[..16].copy_from_slice(body.family.as_bytes());
-        claim_id[16..].copy_from_slice(&body.nonce);
-        match self
-            .once
-            .claim(CLAIM_SCOPE, &claim_id, body.expires_at)
-            .await?
-        {
-            Claim::AlreadyUsed => {
+        let rotation = self
+            .families
+            .rotate(&body.family, &body.nonce, now, body.expires_at)
+            .await?;
+        let rotated_at = match rotation {
+            Rotation::First => now,
+            Rotation::Again { first_at }
+                if now.saturating_duration_since(first_at) < self.config.reuse_interval =>
+            {
+                first_at
+            }
+            Rotation::Again { .. } => {
                 self.families
                     .revoke(&body.family, body.family_expires_at)
                     .await?;
@@ -397,24 +421,43 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
                         .meta("family", body.family.to_string())
                         .meta("generation", body.generation.to_string()),
                 );
-                Ok(RefreshOutcome::ReuseDetected {
+                return Ok(RefreshOutcome::ReuseDetected {
                     family: body.family,
-                })
+                });
             }
-            Claim::Claimed => {
-                let token = self.mint(
-                    body.family,
-                    body.generation.saturating_add(1),
-                    body.subject,
-                    now,
-                    body.family_expires_at,
-                )?;
-                Ok(RefreshOutcome::Rotated {
-                    token,
-                    subject: body.subject.to_owned(),
-                })
-            }
-        }
+        };
+        let nonce = self.successor_nonce(&body)?;
+        let token = self.mint(
+            body.family,
+            body.generation.saturating_add(1),
+            body.subject,
+            rotated_at,
+            body.family_expires_at,
+            &nonce,
+        )?;
+        Ok(RefreshOutcome::Rotated {
+            token,
+            subject: body.subject.to_owned(),
+        })
+    }
+
+    /// The nonce of `parent`'s successor: HMAC-SHA-256 under the parent's key over its family,
+    /// generation and nonce, truncated to 16 bytes. Unpredictable without the key, and the same
+    /// for every redemption of one parent, so a benign race mints one successor.
+    fn successor_nonce(&self, parent: &Body<'_>) -> Result<[u8; 16], TokenError> {
+        let key = self.keyring.for_decrypt_bytes(parent.kid.as_bytes())?;
+        let mac = hmac_sha256(
+            key.material().expose_secret(),
+            &[
+                SUCCESSOR_DOMAIN,
+                parent.family.as_bytes(),
+                &parent.generation.to_be_bytes(),
+                &parent.nonce,
+            ],
+        );
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(mac.get(..16).unwrap_or(&[0; 16]));
+        Ok(nonce)
     }
 
     /// Revokes `family` (at sign-out, or when an account is disabled) until `until`, which
@@ -436,7 +479,6 @@ impl<S: OneTimeStore, F: FamilyStore> RefreshTokens<S, F> {
 mod tests {
     use super::*;
     use palisade_core::keyring::KeyId;
-    use palisade_core::once::MemoryOneTimeStore;
     use palisade_core::secret::SecretBytes;
     use palisade_core::time::{Clock, FakeClock};
 
@@ -447,13 +489,12 @@ mod tests {
             .block_on(f)
     }
 
-    type Tokens = RefreshTokens<MemoryOneTimeStore<FakeClock>, MemoryFamilyStore<FakeClock>>;
+    type Tokens = RefreshTokens<MemoryFamilyStore<FakeClock>>;
 
     fn tokens(clock: &FakeClock) -> Tokens {
         let ring = Keyring::single(KeyId::new("r1").unwrap(), SecretBytes::new(vec![9; 32]));
         RefreshTokens::new(
             Arc::new(ring),
-            MemoryOneTimeStore::with_clock(clock.clone()),
             MemoryFamilyStore::with_clock(clock.clone()),
             RefreshConfig::default()
                 .ttl(Duration::from_secs(3600))

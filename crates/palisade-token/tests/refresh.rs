@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use palisade_core::audit::{Action, MemorySink, Severity};
 use palisade_core::keyring::{Key, KeyId, KeyState, Keyring};
-use palisade_core::once::{MemoryOneTimeStore, OneTimeStore};
 use palisade_core::secret::SecretBytes;
 use palisade_core::time::{Clock, FakeClock, SystemClock, UnixTime};
 use palisade_token::refresh::{
@@ -42,7 +41,6 @@ fn reuse_revokes_the_family_and_is_audited() {
     let sink = Arc::new(MemorySink::new());
     let tokens = RefreshTokens::new(
         ring(),
-        MemoryOneTimeStore::with_clock(clock.clone()),
         MemoryFamilyStore::with_clock(clock.clone()),
         RefreshConfig::default(),
     )
@@ -122,7 +120,6 @@ fn sign_out_revokes_the_family() {
     let clock = FakeClock::new(UnixTime::from_secs(1_700_000_000));
     let tokens = RefreshTokens::new(
         ring(),
-        MemoryOneTimeStore::with_clock(clock.clone()),
         MemoryFamilyStore::with_clock(clock.clone()),
         RefreshConfig::default(),
     )
@@ -154,7 +151,6 @@ fn expired_tokens_and_rotated_keys() {
     let make = |ring: Keyring| {
         RefreshTokens::new(
             Arc::new(ring),
-            MemoryOneTimeStore::with_clock(clock.clone()),
             MemoryFamilyStore::with_clock(clock.clone()),
             config.clone(),
         )
@@ -215,30 +211,45 @@ fn expired_tokens_and_rotated_keys() {
     });
 }
 
+/// Redeems `text` from `tasks` tasks released together by a barrier.
+async fn redeem_at_once<F>(
+    tokens: &Arc<RefreshTokens<F>>,
+    text: &str,
+    tasks: usize,
+) -> Vec<RefreshOutcome>
+where
+    F: FamilyStore + 'static,
+{
+    let text: Arc<str> = text.into();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                tokens.redeem(&text, SystemClock.now()).await.unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks);
+    for h in handles {
+        outcomes.push(h.await.unwrap());
+    }
+    outcomes
+}
+
 /// Redeems one token from `tasks` tasks at once, `rounds` times. Exactly one must rotate; the
 /// others see the reuse (the first of them revokes the family, later ones may find it revoked).
-async fn race<S, F>(tokens: Arc<RefreshTokens<S, F>>, tasks: usize, rounds: usize)
+async fn race<F>(tokens: Arc<RefreshTokens<F>>, tasks: usize, rounds: usize)
 where
-    S: OneTimeStore + 'static,
     F: FamilyStore + 'static,
 {
     for round in 0..rounds {
         let token = tokens.issue("racer", SystemClock.now()).unwrap();
-        let text: Arc<str> = token.expose_secret().into();
-        let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
-        let handles: Vec<_> = (0..tasks)
-            .map(|_| {
-                let (tokens, text, barrier) = (tokens.clone(), text.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    tokens.redeem(&text, SystemClock.now()).await.unwrap()
-                })
-            })
-            .collect();
         let mut rotated = Vec::new();
         let mut reused = 0;
-        for h in handles {
-            match h.await.unwrap() {
+        for outcome in redeem_at_once(&tokens, token.expose_secret(), tasks).await {
+            match outcome {
                 RefreshOutcome::Rotated { token, .. } => rotated.push(token),
                 RefreshOutcome::ReuseDetected { .. } => reused += 1,
                 RefreshOutcome::Revoked => {}
@@ -263,13 +274,7 @@ where
 #[test]
 fn concurrent_redemption_in_memory_has_one_winner() {
     let tokens = Arc::new(
-        RefreshTokens::new(
-            ring(),
-            MemoryOneTimeStore::new(),
-            MemoryFamilyStore::new(),
-            RefreshConfig::default(),
-        )
-        .unwrap(),
+        RefreshTokens::new(ring(), MemoryFamilyStore::new(), RefreshConfig::default()).unwrap(),
     );
     runtime().block_on(race(tokens, 16, 50));
 }
@@ -282,18 +287,16 @@ fn down() -> palisade_core::StoreError {
     palisade_core::StoreError::unavailable(std::io::Error::other("connection refused"))
 }
 
-impl OneTimeStore for Down {
-    async fn claim(
+impl FamilyStore for Down {
+    async fn rotate(
         &self,
-        _: &str,
-        _: &[u8],
+        _: &palisade_token::TokenFamily,
+        _: &[u8; 16],
         _: UnixTime,
-    ) -> Result<palisade_core::once::Claim, palisade_core::StoreError> {
+        _: UnixTime,
+    ) -> Result<palisade_token::refresh::Rotation, palisade_core::StoreError> {
         Err(down())
     }
-}
-
-impl FamilyStore for Down {
     async fn revoke(
         &self,
         _: &palisade_token::TokenFamily,
@@ -314,26 +317,7 @@ fn a_store_that_is_down_fails_closed() {
     let now = SystemClock.now();
     runtime().block_on(async {
         // Family store down: no successor is issued.
-        let tokens = RefreshTokens::new(
-            ring(),
-            MemoryOneTimeStore::new(),
-            Down,
-            RefreshConfig::default(),
-        )
-        .unwrap();
-        let t0 = tokens.issue("erin", now).unwrap();
-        assert!(matches!(
-            tokens.redeem(t0.expose_secret(), now).await,
-            Err(palisade_token::TokenError::Store(_))
-        ));
-        // One-time store down: the same.
-        let tokens = RefreshTokens::new(
-            ring(),
-            Down,
-            MemoryFamilyStore::new(),
-            RefreshConfig::default(),
-        )
-        .unwrap();
+        let tokens = RefreshTokens::new(ring(), Down, RefreshConfig::default()).unwrap();
         let t0 = tokens.issue("erin", now).unwrap();
         assert!(matches!(
             tokens.redeem(t0.expose_secret(), now).await,
@@ -343,6 +327,91 @@ fn a_store_that_is_down_fails_closed() {
         assert!(matches!(
             tokens.redeem("palrt_AAAA", now).await,
             Ok(RefreshOutcome::Invalid)
+        ));
+    });
+}
+
+/// Two tabs, or a retry after a lost response: `tasks` redemptions of one token at once, 100
+/// times. Inside the reuse interval every one gets the same successor and the family lives on.
+#[test]
+fn concurrent_refresh_inside_the_reuse_interval_keeps_the_family() {
+    let config = RefreshConfig::default().reuse_interval(Duration::from_secs(30));
+    let tokens = Arc::new(RefreshTokens::new(ring(), MemoryFamilyStore::new(), config).unwrap());
+    let (tasks, rounds) = (50, 100);
+    let mut signed_out = 0;
+    let mut split = 0;
+    runtime().block_on(async {
+        for _ in 0..rounds {
+            let token = tokens.issue("tabs", SystemClock.now()).unwrap();
+            let mut successors = std::collections::HashSet::new();
+            for outcome in redeem_at_once(&tokens, token.expose_secret(), tasks).await {
+                if let RefreshOutcome::Rotated { token, .. } = outcome {
+                    successors.insert(token.expose_secret().to_owned());
+                }
+            }
+            split += usize::from(successors.len() > 1);
+            let Some(next) = successors.into_iter().next() else {
+                signed_out += 1;
+                continue;
+            };
+            let after = tokens.redeem(&next, SystemClock.now()).await.unwrap();
+            signed_out += usize::from(!matches!(after, RefreshOutcome::Rotated { .. }));
+        }
+    });
+    assert_eq!(
+        signed_out, 0,
+        "{signed_out} of {rounds} races revoked the family"
+    );
+    assert_eq!(
+        split, 0,
+        "{split} of {rounds} races handed out different successors"
+    );
+}
+
+/// Outside the reuse interval a second redemption is a reuse, as without one: the family ends.
+#[test]
+fn reuse_after_the_interval_revokes_the_family() {
+    let clock = FakeClock::new(UnixTime::from_secs(1_700_000_000));
+    let tokens = RefreshTokens::new(
+        ring(),
+        MemoryFamilyStore::with_clock(clock.clone()),
+        RefreshConfig::default().reuse_interval(Duration::from_secs(10)),
+    )
+    .unwrap();
+    runtime().block_on(async {
+        let t0 = tokens.issue("frank", clock.now()).unwrap();
+        let RefreshOutcome::Rotated { token: t1, .. } = tokens
+            .redeem(t0.expose_secret(), clock.now())
+            .await
+            .unwrap()
+        else {
+            panic!("first use rotates")
+        };
+        // 9.999 s later: the same successor, to the byte.
+        clock.advance(Duration::from_millis(9_999));
+        let RefreshOutcome::Rotated { token: again, .. } = tokens
+            .redeem(t0.expose_secret(), clock.now())
+            .await
+            .unwrap()
+        else {
+            panic!("a redemption inside the interval rotates")
+        };
+        assert_eq!(again.expose_secret(), t1.expose_secret());
+        // 10 s after the first: reuse.
+        clock.advance(Duration::from_millis(1));
+        assert!(matches!(
+            tokens
+                .redeem(t0.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::ReuseDetected { .. }
+        ));
+        assert!(matches!(
+            tokens
+                .redeem(t1.expose_secret(), clock.now())
+                .await
+                .unwrap(),
+            RefreshOutcome::Revoked
         ));
     });
 }
