@@ -77,20 +77,22 @@ pub fn client_builder_with_verifier(
 pub fn pin_error(error: &reqwest::Error) -> Option<&PinError> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        // `io::Error::source` skips the error it wraps; look inside it.
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map_or(e, |inner| inner as &(dyn std::error::Error + 'static));
+        // `io::Error::source` skips the error it wraps; step into it instead.
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            source = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            continue;
+        }
         if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
-            inner.downcast_ref::<rustls::Error>()
+            e.downcast_ref::<rustls::Error>()
         {
             return other.0.downcast_ref::<PinError>();
         }
-        if let Some(pin) = inner.downcast_ref::<PinError>() {
+        if let Some(pin) = e.downcast_ref::<PinError>() {
             return Some(pin);
         }
-        source = inner.source();
+        source = e.source();
     }
     None
 }
