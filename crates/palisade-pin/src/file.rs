@@ -212,6 +212,15 @@ impl PinFile {
         Self::from_fingerprints(pattern, &value)
     }
 
+    /// A file holding `sets` and nothing else (no deny list, no exemptions, unpinned hosts
+    /// refused): what `palisade pin --connect --format toml` prints through [`to_toml`](Self::to_toml).
+    pub fn from_pin_sets(sets: Vec<PinSet>) -> Self {
+        Self {
+            sets,
+            ..Self::default()
+        }
+    }
+
     /// The pin sets, one per pattern.
     pub fn pin_sets(&self) -> &[PinSet] {
         &self.sets

@@ -24,4 +24,4 @@ pub use policy::{
 pub use report::{HttpReporter, ReporterStats};
 pub use report::{Violation, ViolationReporter};
 #[cfg(feature = "rustls")]
-pub use verifier::{PinningVerifier, client_config};
+pub use verifier::{PinningVerifier, client_config, handshake_pin_error};

@@ -43,7 +43,7 @@ use rustls::RootCertStore;
 
 use crate::error::PinError;
 use crate::policy::PinPolicy;
-use crate::verifier::{PinningVerifier, client_config};
+use crate::verifier::{PinningVerifier, client_config, handshake_pin_error};
 
 /// A client builder that validates servers against the webpki (Mozilla) roots, then `policy`.
 ///
@@ -75,24 +75,5 @@ pub fn client_builder_with_verifier(
 /// The [`PinError`] that made a request fail, if pinning refused it (not WebPKI validation, not
 /// the network).
 pub fn pin_error(error: &reqwest::Error) -> Option<&PinError> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        // `io::Error::source` skips the error it wraps; step into it instead.
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            source = io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static));
-            continue;
-        }
-        if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) =
-            e.downcast_ref::<rustls::Error>()
-        {
-            return other.0.downcast_ref::<PinError>();
-        }
-        if let Some(pin) = e.downcast_ref::<PinError>() {
-            return Some(pin);
-        }
-        source = e.source();
-    }
-    None
+    handshake_pin_error(error)
 }
