@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(args) => keygen::run(&args)?,
-        Command::Pin(args) => pin::run(&args)?,
+        Command::Pin(args) => return pin::run(&args),
         Command::Totp(command) => return totp::run(&command),
         Command::RecoveryCodes(args) => totp::recovery_codes(&args)?,
         Command::Audit(command) => return audit::run(&command),

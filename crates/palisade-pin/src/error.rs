@@ -120,6 +120,16 @@ pub enum PinError {
         /// the end-entity certificate to the trust anchor.
         presented: Vec<Vec<Pin>>,
     },
+    /// A pin file (or the `CERT_PINNING_FINGERPRINTS` value) is malformed or breaks a rule.
+    #[error("pin file line {line}, column {column}: {reason}")]
+    File {
+        /// The line, from 1 (0 when the file could not be read at all).
+        line: usize,
+        /// The column in characters, from 1.
+        column: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// Every verified path contains a key on the deny list.
     #[error("the certificate chain for {host} contains the denied key {pin}")]
     Denied {

@@ -34,6 +34,7 @@ use core::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use palisade_core::time::UnixTime;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -200,6 +201,7 @@ pub struct CertificatePins {
     spki: Pin,
     certificate: Pin,
     subject: String,
+    not_after: UnixTime,
 }
 
 impl CertificatePins {
@@ -216,6 +218,11 @@ impl CertificatePins {
     /// The certificate's subject, as an RFC 4514 string (`CN=example.com, O=...`).
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    /// When the certificate expires (`notAfter`; the epoch for a date before 1970).
+    pub fn not_after(&self) -> UnixTime {
+        self.not_after
     }
 }
 
@@ -308,6 +315,9 @@ fn certificate_pins(der: &[u8], index: usize) -> Result<(&[u8], CertificatePins)
             spki: Pin::of_spki_der(cert.tbs_certificate.subject_pki.raw),
             certificate: Pin::of_certificate_der(whole),
             subject: cert.subject().to_string(),
+            not_after: UnixTime::from_secs(
+                u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
+            ),
         },
     ))
 }

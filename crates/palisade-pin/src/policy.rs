@@ -52,6 +52,7 @@ use palisade_core::time::UnixTime;
 use crate::error::PinError;
 use crate::host::{HostPattern, canonical_host};
 use crate::pin::{Pin, PinKind, sha256, spki_of};
+use crate::report::{Violation, ViolationReporter};
 
 /// How many verified paths a mismatch error lists at most.
 const MAX_PATHS_REPORTED: usize = 16;
@@ -301,9 +302,11 @@ pub struct PinPolicy {
     /// Per set: the last time (seconds) a "nearing expiry" warning was logged.
     last_warning: Vec<AtomicU64>,
     deny: Vec<[u8; 32]>,
+    exempt: Vec<HostPattern>,
     allow_unpinned: bool,
     expiry_warning: Duration,
     sink: Arc<dyn AuditSink>,
+    reporter: Option<Arc<dyn ViolationReporter>>,
 }
 
 impl PinPolicy {
@@ -312,9 +315,11 @@ impl PinPolicy {
         PinPolicyBuilder {
             sets: Vec::new(),
             deny: Vec::new(),
+            exempt: Vec::new(),
             allow_unpinned: false,
             expiry_warning: DEFAULT_EXPIRY_WARNING,
             sink: Arc::new(NoopSink),
+            reporter: None,
         }
     }
 
@@ -323,12 +328,21 @@ impl PinPolicy {
         &self.sets
     }
 
-    /// The pin set that applies to `host` (the most specific matching pattern), if any.
+    /// The exempted host patterns.
+    pub fn exemptions(&self) -> &[HostPattern] {
+        &self.exempt
+    }
+
+    /// The pin set that applies to `host` (the most specific matching pattern), if any; `None`
+    /// also when a more specific (or equally specific) exemption covers the host.
     ///
     /// # Errors
     /// [`PinError::InvalidHost`] when `host` cannot be canonicalised.
     pub fn pin_set_for(&self, host: &str) -> Result<Option<&PinSet>, PinError> {
         let host = canonical_host(host)?;
+        if self.is_exempt(&host) {
+            return Ok(None);
+        }
         Ok(self.find(&host).map(|(_, set)| set))
     }
 
@@ -354,8 +368,10 @@ impl PinPolicy {
     /// Starts the evaluation of the verified paths of one connection to `host`.
     pub(crate) fn begin(&self, host: &str, now: UnixTime) -> Result<Evaluation<'_>, PinError> {
         let host = canonical_host(host)?;
-        let (enforced, expired) = match self.find(&host) {
-            None if self.allow_unpinned => (None, None),
+        let exempted = self.is_exempt(&host);
+        let found = if exempted { None } else { self.find(&host) };
+        let (enforced, expired) = match found {
+            None if self.allow_unpinned || exempted => (None, None),
             None => return Err(PinError::NoPins { host }),
             Some((_, set)) if set.is_expired(now) => {
                 self.record_expired(&host, set, now);
@@ -371,6 +387,7 @@ impl PinPolicy {
             host,
             enforced,
             expired,
+            exempted,
             now,
             tried: Vec::new(),
             mismatched: 0,
@@ -378,6 +395,21 @@ impl PinPolicy {
             denied: None,
             accepted: false,
         })
+    }
+
+    /// Whether an exemption at least as specific as every matching pin set covers `host`.
+    fn is_exempt(&self, host: &str) -> bool {
+        let Some(exemption) = self
+            .exempt
+            .iter()
+            .filter(|p| p.matches(host))
+            .map(HostPattern::specificity)
+            .max()
+        else {
+            return false;
+        };
+        self.find(host)
+            .is_none_or(|(_, set)| exemption >= set.pattern.specificity())
     }
 
     fn find(&self, host: &str) -> Option<(usize, &PinSet)> {
@@ -438,9 +470,11 @@ impl PinPolicy {
 pub struct PinPolicyBuilder {
     sets: Vec<PinSet>,
     deny: Vec<Pin>,
+    exempt: Vec<HostPattern>,
     allow_unpinned: bool,
     expiry_warning: Duration,
     sink: Arc<dyn AuditSink>,
+    reporter: Option<Arc<dyn ViolationReporter>>,
 }
 
 impl PinPolicyBuilder {
@@ -454,6 +488,22 @@ impl PinPolicyBuilder {
     /// pins only.
     pub fn deny(mut self, spki: Pin) -> Self {
         self.deny.push(spki);
+        self
+    }
+
+    /// Exempts the hosts of `pattern` from pinning (normal validation and the deny list still
+    /// apply), even when a wildcard pin set covers them: `status.example.com` under a
+    /// `**.example.com` set, say. An exemption wins over a pin set of the same or a less
+    /// specific pattern, and loses to a more specific one.
+    pub fn exempt(mut self, pattern: HostPattern) -> Self {
+        self.exempt.push(pattern);
+        self
+    }
+
+    /// Where pin violations are reported besides the audit sink (default: nowhere). The
+    /// reporter is called synchronously on the handshake path and must not block.
+    pub fn violation_reporter(mut self, reporter: Arc<dyn ViolationReporter>) -> Self {
+        self.reporter = Some(reporter);
         self
     }
 
@@ -505,9 +555,11 @@ impl PinPolicyBuilder {
             last_warning: self.sets.iter().map(|_| AtomicU64::new(0)).collect(),
             sets: self.sets,
             deny,
+            exempt: self.exempt,
             allow_unpinned: self.allow_unpinned,
             expiry_warning: self.expiry_warning,
             sink: self.sink,
+            reporter: self.reporter,
         })
     }
 }
@@ -552,6 +604,8 @@ pub enum PinStatus {
     },
     /// No pin matched, but the set is report-only: the mismatch was recorded.
     ReportedMismatch,
+    /// The host is exempted from pinning by the policy.
+    Exempted,
 }
 
 /// The pin evaluation of the verified paths of one connection.
@@ -560,6 +614,7 @@ pub(crate) struct Evaluation<'p> {
     host: String,
     enforced: Option<&'p PinSet>,
     expired: Option<&'p PinSet>,
+    exempted: bool,
     now: UnixTime,
     /// SPKI pins of each path that did not match (for the error), bounded.
     tried: Vec<Vec<Pin>>,
@@ -648,6 +703,7 @@ impl Evaluation<'_> {
                 (None, Some(set)) => PinStatus::Expired {
                     expired_at: set.expires_at.unwrap_or(UnixTime::EPOCH),
                 },
+                (None, None) if self.exempted => PinStatus::Exempted,
                 (None, None) => PinStatus::NotPinned,
             };
             return Ok(verified(status));
@@ -662,6 +718,7 @@ impl Evaluation<'_> {
                         .meta("expected", join(expected.iter()))
                         .meta("mode", "enforcing"),
                 );
+                self.report(&expected, Some(pin), false);
                 Err(PinError::Denied {
                     host: self.host,
                     pin,
@@ -695,6 +752,7 @@ impl Evaluation<'_> {
                     event = event.severity(Severity::High).outcome(Outcome::Success);
                 }
                 self.policy.sink.record(event);
+                self.report(&expected, self.denied, report_only);
                 if report_only {
                     Ok(verified(PinStatus::ReportedMismatch))
                 } else {
@@ -706,6 +764,26 @@ impl Evaluation<'_> {
                 }
             }
         }
+    }
+}
+
+impl Evaluation<'_> {
+    fn report(&self, expected: &[Pin], denied: Option<Pin>, report_only: bool) {
+        let Some(reporter) = &self.policy.reporter else {
+            return;
+        };
+        let set = self.enforced;
+        reporter.report(&Violation {
+            host: self.host.clone(),
+            pattern: set.map(|s| s.pattern.to_string()),
+            include_subdomains: set.is_some_and(|s| !s.pattern.is_exact()),
+            expires_at: set.and_then(PinSet::expires_at),
+            expected: expected.to_vec(),
+            presented: self.tried.clone(),
+            denied,
+            report_only,
+            at: self.now,
+        });
     }
 }
 

@@ -310,6 +310,33 @@ fn pin_error(error: PinError) -> Error {
     CertificateError::Other(OtherError(Arc::new(error))).into()
 }
 
+/// The [`PinError`] behind a failed handshake, if pinning refused it: looks through
+/// `io::Error`s (what blocking and async TLS streams return) to the rustls error they wrap.
+pub fn handshake_pin_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a PinError> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        // `io::Error::source` skips the error it wraps; step into it instead.
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            source = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+            continue;
+        }
+        if let Some(Error::InvalidCertificate(CertificateError::Other(other))) =
+            e.downcast_ref::<Error>()
+        {
+            return other.0.downcast_ref::<PinError>();
+        }
+        if let Some(pin) = e.downcast_ref::<PinError>() {
+            return Some(pin);
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// A [`ClientConfig`] (ring provider, safe default protocol versions, no client certificate)
 /// that verifies servers with `verifier`, and has a session store of its own.
 ///
