@@ -21,7 +21,7 @@ pub use decision::Decision;
 pub use error::RateLimitError;
 pub use gcra::GcraLimiter;
 pub use limiter::{FailPolicy, Limiter};
-pub use lockout::{Lockout, LockoutPolicy, LockoutStatus};
+pub use lockout::{Attempt, Begin, Lockout, LockoutPolicy, LockoutStatus};
 pub use memory::MemoryLimiter;
 pub use quota::{Algorithm, Quota, QuotaResolver, SharedQuota};
 pub use store::MemoryRateStore;
