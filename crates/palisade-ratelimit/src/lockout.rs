@@ -223,19 +223,14 @@ impl<S: RateStore> Attempt<'_, S> {
     /// counted as a failure (the safe side).
     pub async fn succeeded(mut self) -> Result<(), RateLimitError> {
         self.settled = true;
-        let l = self.lockout;
         let (account, ip) = (self.account.as_str(), self.ip);
-        l.settle(&Scope::Account(account), RateOp::Refund(1))
-            .await?;
-        l.settle(&Scope::Ip(ip), RateOp::Refund(1)).await?;
-        for scope in [
-            Scope::Pair(account, ip),
-            Scope::PairConsecutive(account, ip),
-            Scope::AccountConsecutive(account),
-        ] {
-            l.settle(&scope, RateOp::Clear).await?;
-        }
-        Ok(())
+        self.lockout
+            .apply_all(account, ip, |scope| match scope {
+                Scope::Account(_) | Scope::Ip(_) => RateOp::Refund(1),
+                _ => RateOp::Clear,
+            })
+            .await
+            .map(|_| ())
     }
 
     /// The password was wrong: the reservation stays a failure. Says what follows (audited when
@@ -286,6 +281,19 @@ impl From<[RateCounts; 5]> for LockoutCounts {
 }
 
 impl LockoutCounts {
+    /// Whether the batch that returned these counts was admitted.
+    fn all_admitted(&self) -> bool {
+        [
+            &self.pair,
+            &self.account,
+            &self.ip,
+            &self.pair_consecutive,
+            &self.account_consecutive,
+        ]
+        .iter()
+        .all(|c| c.admitted)
+    }
+
     /// The counts without each log's newest entry: the state a reservation found.
     fn without_newest(&self) -> Self {
         let drop_newest = |c: &RateCounts| {
@@ -427,67 +435,49 @@ impl<S: RateStore> Lockout<S> {
         }
     }
 
+    /// Applies `op` to every window of (`account`, `ip`) in one batch of the store
+    /// ([`RateStore::apply_all`]: one round trip on one Redis node).
     async fn apply_all(
         &self,
         account: &str,
         ip: IpAddr,
-        op: RateOp,
+        op: impl Fn(&Scope<'_>) -> RateOp,
     ) -> Result<LockoutCounts, RateLimitError> {
-        let mut out: [RateCounts; 5] = Default::default();
-        for ((scope, _), slot) in Self::scopes(account, ip).iter().zip(out.iter_mut()) {
-            let quota = self.quota_of(scope)?;
-            *slot = self
-                .store
-                .apply(&key(scope), quota.request(op))
-                .await
-                .map_err(unavailable)?;
+        let scopes = Self::scopes(account, ip);
+        let keys = scopes.each_ref().map(|(scope, _)| key(scope));
+        let mut batch = Vec::with_capacity(scopes.len());
+        for ((scope, _), key) in scopes.iter().zip(&keys) {
+            batch.push((key.as_slice(), self.quota_of(scope)?.request(op(scope))));
         }
+        let out = self.store.apply_all(&batch).await.map_err(unavailable)?;
+        let out: [RateCounts; 5] = out
+            .try_into()
+            .map_err(|_| unavailable(StoreError::unavailable(ShortBatch)))?;
         Ok(LockoutCounts::from(out))
     }
 
     /// Reserves a login attempt of `account` from `ip`, before its password is verified: counts
-    /// it as a failure in every window, each under its limit, and refuses it
+    /// it as a failure in every window at once, only if each has room, and refuses it
     /// ([`Begin::Locked`], nothing counted) when a window is full or the doubling delay has not
     /// passed. Verify the password only on [`Begin::Proceed`], then settle the [`Attempt`].
+    ///
+    /// One batch of the store: one round trip on one Redis node, with a second (the refund)
+    /// only when the doubling delay refuses an attempt the windows had room for.
     ///
     /// # Errors
     /// [`RateLimitError::Unavailable`] when the store cannot answer (treat as locked).
     pub async fn begin(&self, account: &str, ip: IpAddr) -> Result<Begin<'_, S>, RateLimitError> {
-        let scopes = Self::scopes(account, ip);
-        let mut out: [RateCounts; 5] = Default::default();
-        let mut taken = 0;
-        for ((scope, _), slot) in scopes.iter().zip(out.iter_mut()) {
-            let quota = self.quota_of(scope)?;
-            let counts = match self
-                .store
-                .apply(&key(scope), quota.request(RateOp::Acquire(1)))
-                .await
-            {
-                Ok(counts) => counts,
-                Err(source) => {
-                    self.roll_back(scopes.iter().take(taken)).await;
-                    return Err(unavailable(source));
-                }
-            };
-            let admitted = counts.admitted;
-            *slot = counts;
-            if !admitted {
-                break;
-            }
-            taken += 1;
-        }
-        let counts = LockoutCounts::from(out);
+        let counts = self.apply_all(account, ip, |_| RateOp::Acquire(1)).await?;
         let now = counts.pair.now;
-        if taken < scopes.len() {
-            // A full window: the refused scope's own counts say until when.
-            self.roll_back(scopes.iter().take(taken)).await;
-            let status = self.evaluate(&counts, now);
-            return Ok(Begin::Locked(status));
+        if !counts.all_admitted() {
+            // Refused as a whole, so the counts are what the windows hold, without this one.
+            return Ok(Begin::Locked(self.evaluate(&counts, now)));
         }
         // Every window had room; the delay is judged on the failures before this one.
         let before = self.evaluate(&counts.without_newest(), now);
         if before.is_locked() {
-            self.roll_back(scopes.iter()).await;
+            // A failed refund leaves a failure counted: the safe side, not worth an error.
+            let _ = self.apply_all(account, ip, |_| RateOp::Refund(1)).await;
             return Ok(Begin::Locked(before));
         }
         Ok(Begin::Proceed(Attempt {
@@ -499,14 +489,6 @@ impl<S: RateStore> Lockout<S> {
         }))
     }
 
-    /// Takes back the reservations of `scopes`. A refund that fails leaves a failure counted:
-    /// the safe side, so its error is not worth failing the request for.
-    async fn roll_back<'s, 'a: 's>(&self, scopes: impl Iterator<Item = &'s (Scope<'a>, bool)>) {
-        for (scope, _) in scopes {
-            let _ = self.settle(scope, RateOp::Refund(1)).await;
-        }
-    }
-
     /// Whether `account` may attempt a login from `ip` now, for display (a form that shows the
     /// attempts left). Changes nothing, and reserves nothing: guard the verifier with
     /// [`begin`](Self::begin).
@@ -514,7 +496,7 @@ impl<S: RateStore> Lockout<S> {
     /// # Errors
     /// [`RateLimitError::Unavailable`] when the store cannot answer (treat as locked).
     pub async fn check(&self, account: &str, ip: IpAddr) -> Result<LockoutStatus, RateLimitError> {
-        let counts = self.apply_all(account, ip, RateOp::Peek(1)).await?;
+        let counts = self.apply_all(account, ip, |_| RateOp::Peek(1)).await?;
         let now = counts.pair.now;
         Ok(self.evaluate(&counts, now))
     }
@@ -648,6 +630,11 @@ impl<S: RateStore> Lockout<S> {
         }
     }
 }
+
+/// A store answered a batch with fewer answers than requests.
+#[derive(Debug, thiserror::Error)]
+#[error("the store answered a batch short")]
+struct ShortBatch;
 
 fn unavailable(source: StoreError) -> RateLimitError {
     RateLimitError::Unavailable {

@@ -289,3 +289,95 @@ fn redis_down_gives_the_fail_policy_and_limiting_resumes() {
         );
     });
 }
+
+/// The calls of each command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// A login decision (the five lockout windows checked and the attempt reserved) is one
+/// `EVALSHA` on one node, whether it admits or refuses, counted by the server itself (it was
+/// five, one per window, before the store answered batches).
+#[test]
+fn a_login_decision_is_one_evalsha() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let Some(server) = PrivateRedis::start(free_port(), &[]) else {
+        eprintln!("skipped: could not start a private redis-server");
+        return;
+    };
+    let url = server.url();
+    runtime().block_on(async {
+        let mut policy = LockoutPolicy::default();
+        policy.delay_after = 100;
+        let lockout =
+            Lockout::new(RedisRateStore::new(Redis::open(&url).unwrap()), policy).unwrap();
+        let mut conn = common::inspect(&url).await;
+        // The first call loads the script.
+        let ip = "203.0.113.80".parse().unwrap();
+        let _ = lockout.check("warm", ip).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (mut admitted, mut refused) = (0, 0);
+        for _ in 0..10 {
+            match lockout.begin("oscar", ip).await.unwrap() {
+                Begin::Proceed(attempt) => {
+                    admitted += 1;
+                    let _ = attempt.failed();
+                }
+                Begin::Locked(_) => refused += 1,
+            }
+        }
+        assert_eq!((admitted, refused), (5, 5));
+        let calls = command_calls(&mut conn).await;
+        // The server counts the commands a script runs as well; the client sends none of them.
+        let inside_the_script = [
+            "time",
+            "hmget",
+            "hset",
+            "del",
+            "pexpire",
+            "zremrangebyscore",
+            "zcard",
+            "zrange",
+            "zadd",
+            "zpopmax",
+        ];
+        let other: u64 = calls
+            .iter()
+            .filter(|(name, _)| {
+                !["evalsha", "info", "config|resetstat"].contains(&name.as_str())
+                    && !inside_the_script.contains(&name.as_str())
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let evalsha = calls
+            .iter()
+            .find(|(name, _)| name == "evalsha")
+            .map_or(0, |(_, n)| *n);
+        eprintln!("10 login decisions: {evalsha} EVALSHA, {other} other client commands");
+        assert_eq!(evalsha, 10, "{calls:?}");
+        assert_eq!(other, 0, "{calls:?}");
+    });
+    server.stop();
+}
