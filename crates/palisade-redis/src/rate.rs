@@ -7,7 +7,9 @@
 //! - reads the time from the server (`TIME`), so instances with skewed clocks agree;
 //! - touches exactly one key, `<prefix>:rate:{<key>}:c` (counter, a hash) or
 //!   `<prefix>:rate:{<key>}:l` (log, a sorted set); the braces are a hash tag, so a key's
-//!   windows share a Redis Cluster slot, with every other store's keys tagged by the same key;
+//!   windows share a Redis Cluster slot, with every other store's keys tagged by the same key
+//!   (the batch script touches one such key per request, in several slots, so a cluster gets
+//!   one script per request instead);
 //! - sets a TTL on every write (counter: the end of the next window; log: one period after the
 //!   newest entry), so Redis forgets idle keys by itself.
 //!
