@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod client_ip;
 mod clock;
 pub mod config;
 pub mod decision;
@@ -15,6 +16,7 @@ pub mod memory;
 pub mod quota;
 mod store;
 
+pub use client_ip::{ClientIp, ClientIpResolver};
 pub use clock::FastClock;
 pub use config::{Allowlist, Config, IpNet, KeyKind, Policy};
 pub use decision::Decision;
