@@ -2,6 +2,8 @@
 //!
 //! - `ratelimit_memory`: governor's keyed GCRA check (the peer) and Palisade's in-memory
 //!   sliding-window check, each allowing and denying, on 1 key and on 100k keys.
+//! - `ratelimit_memory_flood`: a check of a key never seen, in a table below its cap (500k of
+//!   64M keys) and in a table filled to its one-million cap, where each new key evicts one.
 //! - `ratelimit_memory_2threads`: the same with 2 threads on 10k keys (time per check, wall).
 //!
 //! The Redis decisions are in `redis.rs`.
@@ -76,6 +78,28 @@ fn memory(c: &mut Criterion) {
     group.finish();
 }
 
+fn memory_flood(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ratelimit_memory_flood");
+    for (held, cap, label) in [
+        (500_000u64, 64_000_000usize, "below_cap"),
+        (1_000_000, 1_000_000, "at_cap"),
+    ] {
+        // An hour's window: nothing expires during the run, so the full table must evict.
+        let pal = MemoryLimiter::new(Quota::per_hour(5)).max_keys(cap);
+        for k in 0..held {
+            let _ = pal.check(&k.to_be_bytes());
+        }
+        let mut i = held;
+        group.bench_function(BenchmarkId::new("palisade_fresh_key", label), |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                black_box(pal.check(&i.to_be_bytes()).map(|d| d.is_allowed()))
+            })
+        });
+    }
+    group.finish();
+}
+
 /// Wall time per check with `threads` threads sharing the work.
 fn threaded(iters: u64, threads: u64, check: &(dyn Fn(u64) -> bool + Sync)) -> Duration {
     let per_thread = iters.div_ceil(threads);
@@ -125,5 +149,5 @@ fn memory_threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory, memory_threads);
+criterion_group!(benches, memory, memory_flood, memory_threads);
 criterion_main!(benches);

@@ -24,7 +24,7 @@ use palisade_field::{Context, FieldCipher};
 use palisade_otp::recovery::RecoveryOutcome;
 use palisade_otp::{Mfa, OtpSecret, Totp};
 use palisade_password::{Hasher, Params, Verification};
-use palisade_ratelimit::{Lockout, LockoutPolicy, MemoryRateStore};
+use palisade_ratelimit::{Begin, Lockout, LockoutPolicy, MemoryRateStore};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -111,16 +111,20 @@ async fn run() -> Result<(), Error> {
     let attacker: IpAddr = "198.51.100.7".parse()?;
     let alice_ip: IpAddr = "203.0.113.5".parse()?;
     for guess in ["123456", "password", "alice2026", "letmein", "qwerty"] {
-        let status = lockout.check("alice", attacker).await?;
-        if status.is_locked() {
-            println!(
-                "   attacker refused before the password check: {:?}",
-                status.reason
-            );
-            break;
-        }
+        // The attempt is reserved before the password is checked, so concurrent guesses cannot
+        // all slip past the limit.
+        let attempt = match lockout.begin("alice", attacker).await? {
+            Begin::Proceed(attempt) => attempt,
+            Begin::Locked(status) => {
+                println!(
+                    "   attacker refused before the password check: {:?}",
+                    status.reason
+                );
+                break;
+            }
+        };
         if let Verification::Mismatch = hasher.verify_or_dummy(Some(&password_hash), guess)? {
-            let after = lockout.record_failure("alice", attacker).await?;
+            let after = attempt.failed();
             sink.record(
                 AuditEvent::new(Action::LoginFailed, clock.now())
                     .user_id("alice")
@@ -137,11 +141,10 @@ async fn run() -> Result<(), Error> {
         }
         clock.advance(Duration::from_secs(1));
     }
-    let status = lockout.check("alice", alice_ip).await?;
-    println!(
-        "   alice from her own address is not locked out: locked = {}",
-        status.is_locked()
-    );
+    let Begin::Proceed(attempt) = lockout.begin("alice", alice_ip).await? else {
+        return Err("alice from her own address is locked out".into());
+    };
+    println!("   alice from her own address is not locked out");
     let password_ok = matches!(
         hasher.verify_or_dummy(Some(&password_hash), "correct horse battery staple")?,
         Verification::Match(_)
@@ -165,7 +168,7 @@ async fn run() -> Result<(), Error> {
         .await?
         .is_ok();
     if password_ok && totp_ok {
-        lockout.record_success("alice", alice_ip).await?;
+        attempt.succeeded().await?;
         sink.record(
             AuditEvent::new(Action::LoginSucceeded, clock.now())
                 .user_id("alice")

@@ -198,6 +198,96 @@ pub trait RateStore: fmt::Debug + Send + Sync {
         key: &[u8],
         request: RateRequest,
     ) -> impl Future<Output = Result<RateCounts, StoreError>> + Send;
+
+    /// Applies a batch of requests as one decision, one answer per request in order.
+    ///
+    /// Every [`RateOp::Acquire`] in the batch is added only if all of them fit: when one does
+    /// not, none is added, and each `Acquire` answers as a [`RateOp::Peek`] of its cost would
+    /// (so at least one answers `admitted == false`). The batch was admitted iff every answer
+    /// is `admitted`. Other operations are applied as by [`apply`](Self::apply).
+    ///
+    /// A backend that can answer the batch in one atomic step should (Redis: one script, one
+    /// round trip, on a single node). The provided implementation calls `apply` in order and,
+    /// after a refused `Acquire`, refunds the ones it had added: no window ever exceeds its
+    /// limit, though a concurrent caller may see a reservation that is about to be refunded.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the backend cannot answer or is full. The provided implementation
+    /// then refunds what it had added, as far as the backend lets it.
+    fn apply_all(
+        &self,
+        batch: &[(&[u8], RateRequest)],
+    ) -> impl Future<Output = Result<Vec<RateCounts>, StoreError>> + Send {
+        apply_in_order(self, batch)
+    }
+}
+
+/// [`RateStore::apply_all`] one request at a time, taking added costs back on a refusal.
+///
+/// # Errors
+/// The first [`StoreError`], after refunding what was added.
+pub async fn apply_in_order<S: RateStore + ?Sized>(
+    store: &S,
+    batch: &[(&[u8], RateRequest)],
+) -> Result<Vec<RateCounts>, StoreError> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut refused = false;
+    for &(key, request) in batch {
+        let request = match request.op {
+            RateOp::Acquire(cost) if refused => RateRequest {
+                op: RateOp::Peek(cost),
+                ..request
+            },
+            _ => request,
+        };
+        let counts = match store.apply(key, request).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                if !refused {
+                    refund_acquired(store, batch, &out).await;
+                }
+                return Err(e);
+            }
+        };
+        if matches!(request.op, RateOp::Acquire(_)) && !counts.admitted {
+            refused = true;
+            refund_acquired(store, batch, &out).await;
+            // Answer the earlier `Acquire`s as peeks: what they found, without their cost.
+            for (&(key, request), slot) in batch.iter().zip(out.iter_mut()) {
+                if let RateOp::Acquire(cost) = request.op {
+                    let peek = RateRequest {
+                        op: RateOp::Peek(cost),
+                        ..request
+                    };
+                    if let Ok(c) = store.apply(key, peek).await {
+                        *slot = c;
+                    }
+                }
+            }
+        }
+        out.push(counts);
+    }
+    Ok(out)
+}
+
+/// Refunds the `Acquire`s of `batch` whose answers in `done` say they were added. A failed
+/// refund leaves the cost counted: the safe side.
+async fn refund_acquired<S: RateStore + ?Sized>(
+    store: &S,
+    batch: &[(&[u8], RateRequest)],
+    done: &[RateCounts],
+) {
+    for (&(key, request), counts) in batch.iter().zip(done) {
+        if let RateOp::Acquire(cost) = request.op
+            && counts.admitted
+        {
+            let refund = RateRequest {
+                op: RateOp::Refund(cost),
+                ..request
+            };
+            let _ = store.apply(key, refund).await;
+        }
+    }
 }
 
 impl<S: RateStore + ?Sized> RateStore for std::sync::Arc<S> {
@@ -207,6 +297,13 @@ impl<S: RateStore + ?Sized> RateStore for std::sync::Arc<S> {
         request: RateRequest,
     ) -> impl Future<Output = Result<RateCounts, StoreError>> + Send {
         (**self).apply(key, request)
+    }
+
+    fn apply_all(
+        &self,
+        batch: &[(&[u8], RateRequest)],
+    ) -> impl Future<Output = Result<Vec<RateCounts>, StoreError>> + Send {
+        (**self).apply_all(batch)
     }
 }
 
@@ -327,7 +424,44 @@ pub mod conformance {
             assert!(e.admitted && e.current == 4, "counter refund");
             break;
         }
-        for k in [key, other, ckey] {
+        // A batch: all its acquisitions or none.
+        let (ka, kb) = (
+            format!("{base}-batch-a").into_bytes(),
+            format!("{base}-batch-b").into_bytes(),
+        );
+        let c = store.apply(&kb, log(2, RateOp::Acquire(2))).await.unwrap();
+        assert!(c.admitted);
+        let batch = [
+            (ka.as_slice(), log(3, RateOp::Acquire(1))),
+            (kb.as_slice(), log(2, RateOp::Acquire(1))),
+        ];
+        let out = store.apply_all(&batch).await.unwrap();
+        assert_eq!(out.len(), 2, "one answer per request");
+        assert!(!out[1].admitted, "the full window refuses the batch");
+        assert_eq!(
+            (out[0].current, out[1].current),
+            (0, 2),
+            "a refused batch answers as peeks"
+        );
+        let c = store.apply(&ka, log(3, RateOp::Peek(3))).await.unwrap();
+        assert!(c.admitted && c.current == 0, "a refused batch adds nothing");
+        store.apply(&kb, log(2, RateOp::Refund(1))).await.unwrap();
+        let out = store.apply_all(&batch).await.unwrap();
+        assert!(
+            out.iter().all(|c| c.admitted),
+            "a batch that fits is admitted"
+        );
+        assert_eq!((out[0].current, out[1].current), (1, 2), "and added");
+        let out = store
+            .apply_all(&[
+                (ka.as_slice(), log(3, RateOp::Refund(1))),
+                (kb.as_slice(), log(2, RateOp::Clear)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!((out[0].current, out[1].current), (0, 0), "refund and clear");
+
+        for k in [key, other, ckey, ka, kb] {
             let _ = store.apply(&k, log(1, RateOp::Clear)).await;
             let _ = store.apply(&k, counter(1, RateOp::Clear)).await;
         }

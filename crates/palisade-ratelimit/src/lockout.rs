@@ -13,9 +13,15 @@
 //!   bound); the 100th locks the account until [`Lockout::unlock`] or a day has passed. Because
 //!   of the doubling delay, one address needs about a day of attempts to get there.
 //!
-//! [`Lockout::check`] before verifying the password says whether to try at all, with
-//! `locked_until` and the attempts remaining; [`Lockout::record_failure`] and
-//! [`Lockout::record_success`] after. [`Lockout::evaluate`] is the pure decision behind them.
+//! [`Lockout::begin`] reserves the attempt *before* the password is verified: it counts it as a
+//! failure in every window at once (each window's store operation is atomic under its limit),
+//! and answers [`Begin::Locked`] when any window, or the doubling delay, refuses it. The
+//! [`Attempt`] it returns otherwise is settled after verification: [`Attempt::succeeded`] takes
+//! the reservation back and forgets the consecutive failures, [`Attempt::failed`] keeps it and
+//! says what follows; an attempt dropped unsettled (a panic, a cancelled request, a forgotten
+//! branch) stays counted as a failure. So N concurrent guesses reach the verifier at most as many
+//! times as the tightest window allows: a check-then-record API lets all N through.
+//! [`Lockout::check`] only reads, for display. [`Lockout::evaluate`] is the pure decision.
 //!
 //! # Errors
 //! [`RateLimitError::Unavailable`] when the store cannot answer: treat it as locked (its
@@ -32,17 +38,32 @@ use std::sync::Arc;
 use palisade_core::StoreError;
 use palisade_core::audit::{Action, AuditEvent, AuditSink, NoopSink};
 use palisade_core::rate::{RateCounts, RateOp, RateStore};
-use palisade_core::time::UnixTime;
+use palisade_core::time::{Clock, SystemClock, UnixTime};
+use serde::{Deserialize, Serialize};
 
 use crate::RateLimitError;
 use crate::decision::log_decision;
 use crate::quota::{Algorithm, MAX_LOG_LIMIT, Quota};
 
 /// The thresholds of a [`Lockout`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Serialisable: durations are whole seconds (`window = 900`), every field has its default, and
+/// [`Lockout::new`] validates what was read.
+///
+/// ```
+/// use palisade_ratelimit::LockoutPolicy;
+///
+/// let policy: LockoutPolicy = toml::from_str("max_per_account_ip = 3\nwindow = 600").unwrap();
+/// assert_eq!(policy.max_per_account_ip, 3);
+/// assert_eq!(policy.window.as_secs(), 600);
+/// assert_eq!(policy.max_per_account, LockoutPolicy::default().max_per_account);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct LockoutPolicy {
     /// The window of the per-pair, per-account and per-IP limits (default 15 minutes).
+    #[serde(with = "secs")]
     pub window: Duration,
     /// Failures per (account, IP) per window (default 5).
     pub max_per_account_ip: u64,
@@ -53,13 +74,16 @@ pub struct LockoutPolicy {
     /// Consecutive (account, IP) failures before delays begin (default 3).
     pub delay_after: u64,
     /// The first delay, doubled with each further failure (default 1 s).
+    #[serde(with = "secs")]
     pub base_delay: Duration,
     /// The longest delay (default 15 minutes).
+    #[serde(with = "secs")]
     pub max_delay: Duration,
     /// Consecutive failures on one account before it locks until unlocked (default and at
     /// most 100).
     pub max_consecutive: u64,
     /// How long consecutive failures are remembered without a success (default one day).
+    #[serde(with = "secs")]
     pub consecutive_window: Duration,
 }
 
@@ -106,6 +130,21 @@ impl LockoutPolicy {
     }
 }
 
+/// Durations as whole seconds.
+mod secs {
+    use core::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
 /// Why a login is refused for now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -139,10 +178,82 @@ impl LockoutStatus {
     pub const fn is_locked(&self) -> bool {
         self.locked_until.is_some()
     }
+
+    /// How long to wait from `now` before the next attempt; `None` when not locked.
+    pub fn retry_after(&self, now: UnixTime) -> Option<Duration> {
+        self.locked_until
+            .map(|until| until.saturating_duration_since(now))
+    }
+}
+
+/// What [`Lockout::begin`] answers.
+#[derive(Debug)]
+#[must_use = "an attempt is settled with `succeeded` or `failed`"]
+pub enum Begin<'a, S: RateStore> {
+    /// Verify the password, then settle the attempt.
+    Proceed(Attempt<'a, S>),
+    /// Refused: do not verify the password. Answer exactly as for a wrong password.
+    Locked(LockoutStatus),
+}
+
+/// A login attempt reserved by [`Lockout::begin`]: already counted as a failure. Only `begin`
+/// makes one, so a login cannot reach the verifier without a reservation.
+///
+/// Dropped without [`succeeded`](Self::succeeded) or [`failed`](Self::failed), it stays a
+/// failure (and is audited like one).
+#[derive(Debug)]
+#[must_use = "an attempt is settled with `succeeded` or `failed`; dropped, it counts as failed"]
+pub struct Attempt<'a, S: RateStore> {
+    lockout: &'a Lockout<S>,
+    account: String,
+    ip: IpAddr,
+    /// The counts with this attempt's failure in them (boxed: five logs' worth of counts would
+    /// make every [`Begin`] large).
+    counts: Box<LockoutCounts>,
+    settled: bool,
+}
+
+impl<S: RateStore> Attempt<'_, S> {
+    /// The password was right: takes the reservation back from the account's and the address's
+    /// windows, and forgets the pair's window and the consecutive failures of the pair and the
+    /// account.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the store cannot answer; the attempt then stays
+    /// counted as a failure (the safe side).
+    pub async fn succeeded(mut self) -> Result<(), RateLimitError> {
+        self.settled = true;
+        let (account, ip) = (self.account.as_str(), self.ip);
+        self.lockout
+            .apply_all(account, ip, |scope| match scope {
+                Scope::Account(_) | Scope::Ip(_) => RateOp::Refund(1),
+                _ => RateOp::Clear,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// The password was wrong: the reservation stays a failure. Says what follows (audited when
+    /// this failure locks a window).
+    pub fn failed(mut self) -> LockoutStatus {
+        self.settled = true;
+        self.lockout
+            .failure_status(&self.account, self.ip, &self.counts)
+    }
+}
+
+impl<S: RateStore> Drop for Attempt<'_, S> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = self
+                .lockout
+                .failure_status(&self.account, self.ip, &self.counts);
+        }
+    }
 }
 
 /// The counts [`Lockout::evaluate`] decides on, as the store returned them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LockoutCounts {
     /// Failures of (account, IP) in the window.
@@ -157,6 +268,48 @@ pub struct LockoutCounts {
     pub account_consecutive: RateCounts,
 }
 
+impl From<[RateCounts; 5]> for LockoutCounts {
+    fn from([pair, account, ip, pair_consecutive, account_consecutive]: [RateCounts; 5]) -> Self {
+        Self {
+            pair,
+            account,
+            ip,
+            pair_consecutive,
+            account_consecutive,
+        }
+    }
+}
+
+impl LockoutCounts {
+    /// Whether the batch that returned these counts was admitted.
+    fn all_admitted(&self) -> bool {
+        [
+            &self.pair,
+            &self.account,
+            &self.ip,
+            &self.pair_consecutive,
+            &self.account_consecutive,
+        ]
+        .iter()
+        .all(|c| c.admitted)
+    }
+
+    /// The counts without each log's newest entry: the state a reservation found.
+    fn without_newest(&self) -> Self {
+        let drop_newest = |c: &RateCounts| {
+            let kept = c.log.len().saturating_sub(1);
+            RateCounts::log(c.now, true, c.log.iter().take(kept).copied().collect())
+        };
+        Self {
+            pair: drop_newest(&self.pair),
+            account: drop_newest(&self.account),
+            ip: drop_newest(&self.ip),
+            pair_consecutive: drop_newest(&self.pair_consecutive),
+            account_consecutive: drop_newest(&self.account_consecutive),
+        }
+    }
+}
+
 /// Login lockout over a [`RateStore`].
 ///
 /// ```
@@ -164,13 +317,21 @@ pub struct LockoutCounts {
 /// use palisade_ratelimit::MemoryRateStore;
 /// use palisade_ratelimit::{Lockout, LockoutPolicy};
 ///
-/// let lockout = Lockout::new(MemoryRateStore::new(), LockoutPolicy::default()).unwrap();
+/// use palisade_ratelimit::lockout::Begin;
+///
+/// // No doubling delay in this example: the window's 5 failures lock.
+/// let policy: LockoutPolicy = toml::from_str("delay_after = 10").unwrap();
+/// let lockout = Lockout::new(MemoryRateStore::new(), policy).unwrap();
 /// let ip = "203.0.113.9".parse().unwrap();
-/// assert!(!lockout.check("alice", ip).await.unwrap().is_locked());
 /// for _ in 0..5 {
-///     let _ = lockout.record_failure("alice", ip).await.unwrap();
+///     let Begin::Proceed(attempt) = lockout.begin("alice", ip).await.unwrap() else {
+///         panic!("not locked yet");
+///     };
+///     // ... the password is verified here, and is wrong:
+///     let _ = attempt.failed();
 /// }
-/// assert!(lockout.check("alice", ip).await.unwrap().is_locked());
+/// // The sixth guess does not reach the verifier.
+/// assert!(matches!(lockout.begin("alice", ip).await.unwrap(), Begin::Locked(_)));
 /// // Alice from her own address is not locked out by the attacker's failures.
 /// let home = "198.51.100.7".parse().unwrap();
 /// assert!(!lockout.check("alice", home).await.unwrap().is_locked());
@@ -181,6 +342,7 @@ pub struct Lockout<S> {
     store: S,
     policy: LockoutPolicy,
     sink: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
 }
 
 enum Scope<'a> {
@@ -226,7 +388,17 @@ impl<S: RateStore> Lockout<S> {
             store,
             policy,
             sink: Arc::new(NoopSink),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Reads `clock` where the store gives no time (the audit event of an unlock). Decisions
+    /// use the store's time, which a memory store reads from its own clock and Redis from the
+    /// server's.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Records locks and unlocks in `sink`.
@@ -263,53 +435,76 @@ impl<S: RateStore> Lockout<S> {
         }
     }
 
+    /// Applies `op` to every window of (`account`, `ip`) in one batch of the store
+    /// ([`RateStore::apply_all`]: one round trip on one Redis node).
     async fn apply_all(
         &self,
         account: &str,
         ip: IpAddr,
-        op: RateOp,
+        op: impl Fn(&Scope<'_>) -> RateOp,
     ) -> Result<LockoutCounts, RateLimitError> {
-        let mut out: [RateCounts; 5] = Default::default();
-        for ((scope, _), slot) in Self::scopes(account, ip).iter().zip(out.iter_mut()) {
-            let quota = self.quota_of(scope)?;
-            *slot = self
-                .store
-                .apply(&key(scope), quota.request(op))
-                .await
-                .map_err(unavailable)?;
+        let scopes = Self::scopes(account, ip);
+        let keys = scopes.each_ref().map(|(scope, _)| key(scope));
+        let mut batch = Vec::with_capacity(scopes.len());
+        for ((scope, _), key) in scopes.iter().zip(&keys) {
+            batch.push((key.as_slice(), self.quota_of(scope)?.request(op(scope))));
         }
-        let [pair, account, ip, pair_consecutive, account_consecutive] = out;
-        Ok(LockoutCounts {
-            pair,
-            account,
-            ip,
-            pair_consecutive,
-            account_consecutive,
-        })
+        let out = self.store.apply_all(&batch).await.map_err(unavailable)?;
+        let out: [RateCounts; 5] = out
+            .try_into()
+            .map_err(|_| unavailable(StoreError::unavailable(ShortBatch)))?;
+        Ok(LockoutCounts::from(out))
     }
 
-    /// Whether `account` may attempt a login from `ip` now. Changes nothing.
+    /// Reserves a login attempt of `account` from `ip`, before its password is verified: counts
+    /// it as a failure in every window at once, only if each has room, and refuses it
+    /// ([`Begin::Locked`], nothing counted) when a window is full or the doubling delay has not
+    /// passed. Verify the password only on [`Begin::Proceed`], then settle the [`Attempt`].
+    ///
+    /// One batch of the store: one round trip on one Redis node, with a second (the refund)
+    /// only when the doubling delay refuses an attempt the windows had room for.
+    ///
+    /// # Errors
+    /// [`RateLimitError::Unavailable`] when the store cannot answer (treat as locked).
+    pub async fn begin(&self, account: &str, ip: IpAddr) -> Result<Begin<'_, S>, RateLimitError> {
+        let counts = self.apply_all(account, ip, |_| RateOp::Acquire(1)).await?;
+        let now = counts.pair.now;
+        if !counts.all_admitted() {
+            // Refused as a whole, so the counts are what the windows hold, without this one.
+            return Ok(Begin::Locked(self.evaluate(&counts, now)));
+        }
+        // Every window had room; the delay is judged on the failures before this one.
+        let before = self.evaluate(&counts.without_newest(), now);
+        if before.is_locked() {
+            // A failed refund leaves a failure counted: the safe side, not worth an error.
+            let _ = self.apply_all(account, ip, |_| RateOp::Refund(1)).await;
+            return Ok(Begin::Locked(before));
+        }
+        Ok(Begin::Proceed(Attempt {
+            lockout: self,
+            account: account.to_owned(),
+            ip,
+            counts: Box::new(counts),
+            settled: false,
+        }))
+    }
+
+    /// Whether `account` may attempt a login from `ip` now, for display (a form that shows the
+    /// attempts left). Changes nothing, and reserves nothing: guard the verifier with
+    /// [`begin`](Self::begin).
     ///
     /// # Errors
     /// [`RateLimitError::Unavailable`] when the store cannot answer (treat as locked).
     pub async fn check(&self, account: &str, ip: IpAddr) -> Result<LockoutStatus, RateLimitError> {
-        let counts = self.apply_all(account, ip, RateOp::Peek(1)).await?;
+        let counts = self.apply_all(account, ip, |_| RateOp::Peek(1)).await?;
         let now = counts.pair.now;
         Ok(self.evaluate(&counts, now))
     }
 
-    /// Records a failed login of `account` from `ip`, and says what follows.
-    ///
-    /// # Errors
-    /// [`RateLimitError::Unavailable`] when the store cannot answer.
-    pub async fn record_failure(
-        &self,
-        account: &str,
-        ip: IpAddr,
-    ) -> Result<LockoutStatus, RateLimitError> {
-        let counts = self.apply_all(account, ip, RateOp::Acquire(1)).await?;
+    /// The status after a failure already counted in `counts`; audits the lock it causes.
+    fn failure_status(&self, account: &str, ip: IpAddr, counts: &LockoutCounts) -> LockoutStatus {
         let now = counts.pair.now;
-        let status = self.evaluate(&counts, now);
+        let status = self.evaluate(counts, now);
         let filled = [
             &counts.pair,
             &counts.account,
@@ -333,24 +528,7 @@ impl<S: RateStore> Lockout<S> {
                     .meta("locked_until_ms", until.as_millis().to_string()),
             );
         }
-        Ok(status)
-    }
-
-    /// Records a successful login: forgets the consecutive failures of the account and of the
-    /// pair, and the pair's window. The account's and the address's windows keep counting other
-    /// addresses' and accounts' failures.
-    ///
-    /// # Errors
-    /// [`RateLimitError::Unavailable`] when the store cannot answer.
-    pub async fn record_success(&self, account: &str, ip: IpAddr) -> Result<(), RateLimitError> {
-        for scope in [
-            Scope::Pair(account, ip),
-            Scope::PairConsecutive(account, ip),
-            Scope::AccountConsecutive(account),
-        ] {
-            self.clear(&scope).await?;
-        }
-        Ok(())
+        status
     }
 
     /// Unlocks `account` (an administrator's or a recovery flow's decision): forgets its window
@@ -365,11 +543,8 @@ impl<S: RateStore> Lockout<S> {
             self.clear(&Scope::Pair(account, ip)).await?;
             self.clear(&Scope::PairConsecutive(account, ip)).await?;
         }
-        let mut event = AuditEvent::new(
-            Action::AccountUnlocked,
-            palisade_core::time::Clock::now(&palisade_core::time::SystemClock),
-        )
-        .user_name(account);
+        let mut event =
+            AuditEvent::new(Action::AccountUnlocked, self.clock.now()).user_name(account);
         if let Some(ip) = ip {
             event = event.ip(ip);
         }
@@ -378,9 +553,13 @@ impl<S: RateStore> Lockout<S> {
     }
 
     async fn clear(&self, scope: &Scope<'_>) -> Result<(), RateLimitError> {
+        self.settle(scope, RateOp::Clear).await
+    }
+
+    async fn settle(&self, scope: &Scope<'_>, op: RateOp) -> Result<(), RateLimitError> {
         let quota = self.quota_of(scope)?;
         self.store
-            .apply(&key(scope), quota.request(RateOp::Clear))
+            .apply(&key(scope), quota.request(op))
             .await
             .map_err(unavailable)
             .map(|_| ())
@@ -452,6 +631,11 @@ impl<S: RateStore> Lockout<S> {
     }
 }
 
+/// A store answered a batch with fewer answers than requests.
+#[derive(Debug, thiserror::Error)]
+#[error("the store answered a batch short")]
+struct ShortBatch;
+
 fn unavailable(source: StoreError) -> RateLimitError {
     RateLimitError::Unavailable {
         source,
@@ -477,6 +661,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A guess that reaches the verifier and is wrong.
+    async fn fail<S: RateStore>(l: &Lockout<S>, account: &str, ip: IpAddr) -> LockoutStatus {
+        match l.begin(account, ip).await.unwrap() {
+            Begin::Proceed(attempt) => attempt.failed(),
+            Begin::Locked(s) => panic!("locked: {s:?}"),
+        }
+    }
+
     #[test]
     fn delays_double_then_the_pair_locks() {
         let clock = FakeClock::new(UnixTime::from_secs(1_000_000));
@@ -485,24 +677,24 @@ mod tests {
         let a = ip("203.0.113.9");
         block_on(async {
             for n in 1..=2 {
-                let s = lockout.record_failure("bob", a).await.unwrap();
+                let s = fail(&lockout, "bob", a).await;
                 assert!(!s.is_locked(), "failure {n}");
                 assert_eq!(s.attempts_remaining, 5 - n);
             }
-            let s = lockout.record_failure("bob", a).await.unwrap();
+            let s = fail(&lockout, "bob", a).await;
             assert_eq!(s.reason, Some(LockReason::Delay));
             assert_eq!(
                 s.locked_until,
                 Some(clock.now().saturating_add(Duration::from_secs(1)))
             );
             clock.advance(Duration::from_secs(1));
-            let s = lockout.record_failure("bob", a).await.unwrap();
+            let s = fail(&lockout, "bob", a).await;
             assert_eq!(
                 s.locked_until,
                 Some(clock.now().saturating_add(Duration::from_secs(2)))
             );
             clock.advance(Duration::from_secs(2));
-            let s = lockout.record_failure("bob", a).await.unwrap();
+            let s = fail(&lockout, "bob", a).await;
             assert_eq!(s.reason, Some(LockReason::AccountAndIp));
             assert_eq!(s.attempts_remaining, 0);
             assert!(lockout.check("bob", a).await.unwrap().is_locked());
@@ -513,10 +705,11 @@ mod tests {
                     .unwrap()
                     .is_locked()
             );
-            lockout
-                .record_success("bob", ip("198.51.100.1"))
-                .await
-                .unwrap();
+            let Begin::Proceed(attempt) = lockout.begin("bob", ip("198.51.100.1")).await.unwrap()
+            else {
+                panic!("another address is not locked out");
+            };
+            attempt.succeeded().await.unwrap();
             lockout.unlock("bob", Some(a)).await.unwrap();
             assert!(!lockout.check("bob", a).await.unwrap().is_locked());
         });
@@ -535,10 +728,7 @@ mod tests {
             .audit(sink.clone());
         block_on(async {
             for i in 0..20u8 {
-                let _ = lockout
-                    .record_failure("carol", ip(&format!("192.0.2.{i}")))
-                    .await
-                    .unwrap();
+                let _ = fail(&lockout, "carol", ip(&format!("192.0.2.{i}"))).await;
             }
             let s = lockout.check("carol", ip("198.51.100.7")).await.unwrap();
             assert_eq!(s.reason, Some(LockReason::Account));
@@ -578,13 +768,68 @@ mod tests {
                     }
                     clock.set(until);
                 }
-                let _ = lockout.record_failure("dave", a).await.unwrap();
+                let _ = fail(&lockout, "dave", a).await;
                 failures += 1;
             }
             assert_eq!(failures, 100);
             let s = lockout.check("dave", ip("10.9.9.9")).await.unwrap();
             assert_eq!(s.reason, Some(LockReason::Consecutive));
         });
+    }
+
+    #[test]
+    fn a_success_gives_its_reservation_back_and_a_dropped_attempt_counts() {
+        let clock = FakeClock::new(UnixTime::from_secs(1_000_000));
+        let lockout = Lockout::new(
+            MemoryRateStore::with_clock(clock.clone()),
+            LockoutPolicy::default(),
+        )
+        .unwrap();
+        let a = ip("203.0.113.9");
+        block_on(async {
+            for _ in 0..30 {
+                let Begin::Proceed(attempt) = lockout.begin("erin", a).await.unwrap() else {
+                    panic!("successes never lock");
+                };
+                attempt.succeeded().await.unwrap();
+            }
+            assert_eq!(
+                lockout.check("erin", a).await.unwrap().attempts_remaining,
+                5
+            );
+            for _ in 0..2 {
+                let Begin::Proceed(attempt) = lockout.begin("erin", a).await.unwrap() else {
+                    panic!("not locked yet");
+                };
+                drop(attempt);
+            }
+            let s = lockout.check("erin", a).await.unwrap();
+            assert_eq!(s.attempts_remaining, 3, "2 dropped attempts are 2 failures");
+            let s = fail(&lockout, "erin", a).await;
+            assert_eq!(s.reason, Some(LockReason::Delay));
+            assert_eq!(s.retry_after(clock.now()), Some(Duration::from_secs(1)));
+            // Within the delay, the next guess is refused without reaching the verifier.
+            let Begin::Locked(s) = lockout.begin("erin", a).await.unwrap() else {
+                panic!("the delay holds");
+            };
+            assert_eq!(s.reason, Some(LockReason::Delay));
+            assert_eq!(
+                lockout.check("erin", a).await.unwrap().attempts_remaining,
+                2
+            );
+        });
+    }
+
+    #[test]
+    fn the_policy_round_trips_through_toml() {
+        let policy = LockoutPolicy {
+            max_per_account_ip: 3,
+            window: Duration::from_secs(600),
+            ..LockoutPolicy::default()
+        };
+        let text = toml::to_string(&policy).unwrap();
+        assert_eq!(toml::from_str::<LockoutPolicy>(&text).unwrap(), policy);
+        assert!(toml::from_str::<LockoutPolicy>("max_per_acount_ip = 3").is_err());
     }
 
     #[test]

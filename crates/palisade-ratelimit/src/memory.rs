@@ -4,14 +4,16 @@
 //! a quota chosen per key by a [`QuotaResolver`]. Its state lives in a
 //! [`MemoryRateStore`]: 64 independently locked shards (no global lock on the hot path), a
 //! randomly seeded hasher, idle keys swept as the table grows, and a hard cap on keys (default
-//! one million) so a flood of new keys cannot grow it without bound. The bytes per key are
-//! documented on [`MemoryRateStore`]: 20 to 39 bytes for a counter key of any length
-//! (a 16-byte slot, four to a cache line; 38 to 75 once a window's cost passes 65 535), 55 to
-//! 110 for a log key plus 8 bytes per entry.
+//! one million) kept by evicting expired, then least-recently-used keys, so a flood of new keys
+//! can neither grow it without bound nor lock newcomers out. The bytes per key are documented on
+//! [`MemoryRateStore`]: 20 to 39 bytes of table for a counter key of any length (a 16-byte
+//! slot, four to a cache line; 38 to 75 once a window's cost passes 65 535), 55 to 110 for a
+//! log key plus 8 bytes per entry, and 8 to 16 bytes of eviction order.
 //!
 //! # Errors
-//! [`RateLimitError::Unavailable`] when a new key finds its shard full; its
-//! [`fallback`](RateLimitError::fallback) follows the [`FailPolicy`] (closed by default).
+//! None today: a full table makes room. Should a store fail, [`RateLimitError::Unavailable`]
+//! carries a [`fallback`](RateLimitError::fallback) that follows the [`FailPolicy`] (closed by
+//! default).
 //!
 //! # Security
 //! Every check is one atomic operation on the key's state, so concurrent callers never admit
@@ -93,7 +95,8 @@ impl<C: Clock> MemoryLimiter<C> {
         self
     }
 
-    /// What to decide when the key table is full (default [`FailPolicy::Closed`]).
+    /// What to decide should the store fail (default [`FailPolicy::Closed`]); a full table is
+    /// not a failure: it makes room.
     #[must_use]
     pub fn fail_policy(mut self, fail: FailPolicy) -> Self {
         self.fail = fail;
@@ -117,7 +120,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Spends one unit for `key` now.
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn check(&self, key: &[u8]) -> Result<Decision, RateLimitError> {
         self.check_n(key, 1)
     }
@@ -125,7 +129,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Spends `cost` for `key` now.
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn check_n(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
         self.check_at(key, cost, self.store.clock().now())
     }
@@ -133,7 +138,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Spends `cost` for `key` at `now`: the hot path.
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn check_at(
         &self,
         key: &[u8],
@@ -152,7 +158,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Whether `cost` would be admitted for `key` now, spending nothing.
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn peek(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
         self.apply(key, RateOp::Peek(cost), cost, self.store.clock().now())
     }
@@ -161,7 +168,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// count, such as one answered from a cache).
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn refund(&self, key: &[u8], cost: u64) -> Result<Decision, RateLimitError> {
         self.apply(key, RateOp::Refund(cost), 0, self.store.clock().now())
     }
@@ -169,7 +177,8 @@ impl<C: Clock> MemoryLimiter<C> {
     /// Forgets `key`'s usage.
     ///
     /// # Errors
-    /// [`RateLimitError::Unavailable`] when the key table is full.
+    /// None today: a full table makes room (see [`MemoryRateStore`]); the `Result` is the
+    /// shape of every limiter, should a store ever fail.
     pub fn reset(&self, key: &[u8]) -> Result<(), RateLimitError> {
         self.apply(key, RateOp::Clear, 0, self.store.clock().now())
             .map(|_| ())

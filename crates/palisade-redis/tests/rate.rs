@@ -13,7 +13,7 @@ use common::{PrivateRedis, free_port, runtime};
 use palisade_core::StoreError;
 use palisade_core::rate::conformance;
 use palisade_ratelimit::{
-    Algorithm, FailPolicy, Limiter, Lockout, LockoutPolicy, Quota, RateLimitError,
+    Algorithm, Begin, FailPolicy, Limiter, Lockout, LockoutPolicy, Quota, RateLimitError,
 };
 use palisade_redis::{Redis, RedisRateStore};
 
@@ -93,18 +93,77 @@ fn lockout_state_lives_in_redis() {
             RedisRateStore::new(redis)
         };
         let ip = "203.0.113.50".parse().unwrap();
-        let a = Lockout::new(fresh(), LockoutPolicy::default()).unwrap();
-        let b = Lockout::new(fresh(), LockoutPolicy::default()).unwrap();
+        let mut policy = LockoutPolicy::default();
+        policy.delay_after = 100;
+        let a = Lockout::new(fresh(), policy).unwrap();
+        let b = Lockout::new(fresh(), policy).unwrap();
         for i in 0..5 {
             // Alternate instances: they share one count.
             let l = if i % 2 == 0 { &a } else { &b };
-            let _ = l.record_failure("erin", ip).await.unwrap();
+            let Begin::Proceed(attempt) = l.begin("erin", ip).await.unwrap() else {
+                panic!("attempt {i} refused");
+            };
+            let _ = attempt.failed();
         }
         assert!(b.check("erin", ip).await.unwrap().is_locked());
+        assert!(matches!(
+            a.begin("erin", ip).await.unwrap(),
+            Begin::Locked(_)
+        ));
         a.unlock("erin", Some(ip)).await.unwrap();
         assert!(!b.check("erin", ip).await.unwrap().is_locked());
-        a.record_success("erin", ip).await.unwrap();
+        let Begin::Proceed(attempt) = b.begin("erin", ip).await.unwrap() else {
+            panic!("unlocked");
+        };
+        attempt.succeeded().await.unwrap();
     });
+}
+
+/// The attacker's race: 50 concurrent wrong guesses on one account from one address, spread
+/// over four instances, against a limit of 5 per (account, IP).
+#[test]
+fn fifty_concurrent_guesses_reach_the_verifier_at_most_five_times() {
+    let Some(url) = common::single_url() else {
+        return;
+    };
+    let rt = runtime();
+    let calls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let prefix = common::unique_prefix("lockout-race");
+    rt.block_on(async {
+        // No doubling delay: the window's limit is what stands in the way.
+        let mut policy = LockoutPolicy::default();
+        policy.delay_after = 100;
+        let mut instances = Vec::new();
+        for _ in 0..4 {
+            let redis = Redis::open(&url).unwrap().with_prefix(&prefix).unwrap();
+            instances.push(Arc::new(
+                Lockout::new(RedisRateStore::new(redis), policy).unwrap(),
+            ));
+        }
+        let ip: std::net::IpAddr = "203.0.113.77".parse().unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (lockout, calls) = (instances[i % 4].clone(), calls.clone());
+                tokio::spawn(async move {
+                    let Begin::Proceed(attempt) = lockout.begin("mallory", ip).await.unwrap()
+                    else {
+                        return;
+                    };
+                    // The password check: slow, as a real hash is, and wrong.
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let _ = attempt.failed();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        instances[0].unlock("mallory", Some(ip)).await.unwrap();
+    });
+    let n = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n <= 5, "{n} of 50 guesses reached verification");
+    eprintln!("{n} of 50 guesses reached verification");
 }
 
 #[test]
@@ -218,4 +277,96 @@ fn redis_down_gives_the_fail_policy_and_limiting_resumes() {
             "and limits again"
         );
     });
+}
+
+/// The calls of each command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// A login decision (the five lockout windows checked and the attempt reserved) is one
+/// `EVALSHA` on one node, whether it admits or refuses, counted by the server itself (it was
+/// five, one per window, before the store answered batches).
+#[test]
+fn a_login_decision_is_one_evalsha() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let Some(server) = PrivateRedis::start(free_port(), &[]) else {
+        eprintln!("skipped: could not start a private redis-server");
+        return;
+    };
+    let url = server.url();
+    runtime().block_on(async {
+        let mut policy = LockoutPolicy::default();
+        policy.delay_after = 100;
+        let lockout =
+            Lockout::new(RedisRateStore::new(Redis::open(&url).unwrap()), policy).unwrap();
+        let mut conn = common::inspect(&url).await;
+        // The first call loads the script.
+        let ip = "203.0.113.80".parse().unwrap();
+        let _ = lockout.check("warm", ip).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let (mut admitted, mut refused) = (0, 0);
+        for _ in 0..10 {
+            match lockout.begin("oscar", ip).await.unwrap() {
+                Begin::Proceed(attempt) => {
+                    admitted += 1;
+                    let _ = attempt.failed();
+                }
+                Begin::Locked(_) => refused += 1,
+            }
+        }
+        assert_eq!((admitted, refused), (5, 5));
+        let calls = command_calls(&mut conn).await;
+        // The server counts the commands a script runs as well; the client sends none of them.
+        let inside_the_script = [
+            "time",
+            "hmget",
+            "hset",
+            "del",
+            "pexpire",
+            "zremrangebyscore",
+            "zcard",
+            "zrange",
+            "zadd",
+            "zpopmax",
+        ];
+        let other: u64 = calls
+            .iter()
+            .filter(|(name, _)| {
+                !["evalsha", "info", "config|resetstat"].contains(&name.as_str())
+                    && !inside_the_script.contains(&name.as_str())
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let evalsha = calls
+            .iter()
+            .find(|(name, _)| name == "evalsha")
+            .map_or(0, |(_, n)| *n);
+        eprintln!("10 login decisions: {evalsha} EVALSHA, {other} other client commands");
+        assert_eq!(evalsha, 10, "{calls:?}");
+        assert_eq!(other, 0, "{calls:?}");
+    });
+    server.stop();
 }

@@ -2,10 +2,10 @@ use core::fmt;
 use core::task::{Context, Poll};
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use palisade_core::rate::RateStore;
 
-use super::{ResponseFuture, set_headers};
+use super::{HeaderStyle, Options, ResponseFuture, write_headers};
 use crate::Limiter;
 
 /// The service of a [`RateLimitLayer`](super::RateLimitLayer).
@@ -13,14 +13,21 @@ pub struct RateLimit<I, S, F> {
     inner: I,
     limiter: Arc<Limiter<S>>,
     key: Arc<F>,
+    options: Arc<Options>,
 }
 
 impl<I, S, F> RateLimit<I, S, F> {
-    pub(crate) fn new(inner: I, limiter: Arc<Limiter<S>>, key: Arc<F>) -> Self {
+    pub(crate) fn new(
+        inner: I,
+        limiter: Arc<Limiter<S>>,
+        key: Arc<F>,
+        options: Arc<Options>,
+    ) -> Self {
         Self {
             inner,
             limiter,
             key,
+            options,
         }
     }
 }
@@ -31,6 +38,7 @@ impl<I: Clone, S, F> Clone for RateLimit<I, S, F> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             key: self.key.clone(),
+            options: self.options.clone(),
         }
     }
 }
@@ -50,7 +58,7 @@ where
     S: RateStore + 'static,
     F: Fn(&Request<ReqB>) -> Option<Vec<u8>> + Send + Sync + 'static,
     ReqB: Send + 'static,
-    ResB: Default + Send + 'static,
+    ResB: From<String> + Send + 'static,
 {
     type Response = Response<ResB>;
     type Error = I::Error;
@@ -65,23 +73,25 @@ where
         let clone = self.inner.clone();
         let mut inner = core::mem::replace(&mut self.inner, clone);
         let limiter = self.limiter.clone();
+        let options = self.options.clone();
         let key = (self.key)(&req);
         ResponseFuture::new(async move {
             let Some(key) = key else {
                 return inner.call(req).await;
             };
-            let decision = limiter
-                .check(&key, 1)
-                .await
-                .unwrap_or_else(|e| e.fallback());
+            // A store failure answers with the fail policy, and advertises no quota: the
+            // limiter does not know it (failing open must not promise a full one).
+            let (decision, style) = match limiter.check(&key, 1).await {
+                Ok(d) => (d, options.style),
+                Err(e) => (e.fallback(), HeaderStyle::None),
+            };
             if !decision.is_allowed() {
-                let mut res = Response::new(ResB::default());
-                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                set_headers(&decision, res.headers_mut());
+                let mut res = options.rejection.to_response();
+                write_headers(&decision, style, &options.policy, res.headers_mut());
                 return Ok(res);
             }
             let mut res = inner.call(req).await?;
-            set_headers(&decision, res.headers_mut());
+            write_headers(&decision, style, &options.policy, res.headers_mut());
             Ok(res)
         })
     }
