@@ -6,6 +6,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod file;
 pub mod format;
+pub mod merkle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod queue;
