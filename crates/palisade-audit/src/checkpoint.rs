@@ -638,6 +638,41 @@ fn decode_hash(b64: &str) -> Option<[u8; 32]> {
     B64.decode(b64).ok()?.as_slice().try_into().ok()
 }
 
+/// What a witness checks before it cosigns `new`: that it is for the same origin and extends
+/// `last`, the checkpoint it cosigned before, by the consistency `proof` from `last`'s size to
+/// `new`'s. A smaller tree, or one of the same size with another root, or a proof that does not
+/// verify, is a fork (or a rollback) and is refused.
+///
+/// # Errors
+/// [`AuditError::Checkpoint`] naming what is wrong.
+pub fn check_extends(
+    last: Option<&Checkpoint>,
+    new: &Checkpoint,
+    proof: &[TreeHash],
+) -> Result<(), AuditError> {
+    let Some(last) = last else {
+        return Ok(());
+    };
+    if last.origin != new.origin {
+        return Err(AuditError::Checkpoint("checkpoint is for another origin"));
+    }
+    if new.size < last.size {
+        return Err(AuditError::Checkpoint(
+            "refused: smaller than the checkpoint cosigned before (a rollback or fork)",
+        ));
+    }
+    if last.size == 0 {
+        return Ok(());
+    }
+    crate::merkle::verify_consistency(last.size, new.size, proof, &last.root, &new.root).map_err(
+        |_| {
+            AuditError::Checkpoint(
+                "refused: not consistent with the checkpoint cosigned before (a fork)",
+            )
+        },
+    )
+}
+
 /// One entry of a checkpoint log: a signed note and the Merkle frontier at its size, which a
 /// restarting writer continues from (after checking it against the signed root).
 ///

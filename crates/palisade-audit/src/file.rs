@@ -61,7 +61,7 @@ use palisade_core::time::UnixTime;
 use crate::AuditError;
 use crate::chain::{BreakReason, ChainHash, ChainRecord, Chainer, Verdict, Verifier};
 use crate::checkpoint::{Checkpoint, CheckpointSigner, LogEntry, SignedCheckpoint};
-use crate::merkle::Frontier;
+use crate::merkle::{Frontier, TreeHash, leaf_hash};
 use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::sink::{Overflow, SinkStats};
@@ -302,10 +302,74 @@ pub struct TrailReport {
     /// For a broken trail: the file and the 1-based line of the first bad record (the last file
     /// and one past its last line for a truncation).
     pub location: Option<(PathBuf, u64)>,
+    /// The files read, each with the sequence number of its first record, in order.
+    pub files: Vec<(u64, PathBuf)>,
+    /// The quarantines the sink recorded in the trail ([`OnTamper::Quarantine`]), in order.
+    pub quarantines: Vec<Quarantine>,
 }
 
-/// Verifies every file of a trail in order as one chain, against `checkpoints` (already
-/// signature-checked with [`CheckpointVerifier::verify`](crate::CheckpointVerifier::verify)).
+impl TrailReport {
+    /// The file and 1-based line of record `seq`, if the trail's files reach it (one past the
+    /// last line of the last file for the record after the end).
+    pub fn locate(&self, seq: u64) -> Option<(PathBuf, u64)> {
+        self.files
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= seq)
+            .map(|(start, path)| (path.clone(), seq.saturating_sub(*start).saturating_add(1)))
+    }
+}
+
+/// A quarantine recorded in a trail: on a restart, the sink found records its last checkpoint
+/// did not vouch for and moved them aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The sequence number of the record that reports it.
+    pub seq: u64,
+    /// The first bad record (as numbered before the move).
+    pub first_bad: u64,
+    /// What was wrong, in words.
+    pub reason: String,
+    /// Whether the records were only unattested (chained correctly, left unsigned by a crash or
+    /// appended by someone without the key), not shown to be edited.
+    pub unattested_only: bool,
+    /// How many records were moved.
+    pub records: u64,
+    /// Where they were moved (a file beside the trail, or a table).
+    pub moved_to: String,
+}
+
+impl Quarantine {
+    /// The quarantine a record reports, if it is a quarantine record.
+    pub fn from_record(record: &ChainRecord) -> Option<Self> {
+        if record.event.action.as_str() != QUARANTINE_ACTION {
+            return None;
+        }
+        let m = &record.event.metadata;
+        let num = |k: &str| m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Some(Self {
+            seq: record.seq,
+            first_bad: num("first_bad"),
+            reason: m.get("reason").cloned().unwrap_or_default(),
+            unattested_only: m.get("unattested_only").is_some_and(|v| v == "true"),
+            records: num("records"),
+            moved_to: m.get("file").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether a record line may be a quarantine record (a cheap test before parsing it).
+pub(crate) fn may_be_quarantine(line: &[u8]) -> bool {
+    let needle = QUARANTINE_ACTION.as_bytes();
+    line.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Verifies every file of a trail in order as one chain and one Merkle tree, against
+/// `checkpoints` (already signature-checked with
+/// [`CheckpointVerifier::verify`](crate::CheckpointVerifier::verify)). A file whose name does
+/// not give the position of its first record (a deleted, reordered or renamed file) breaks the
+/// trail there; records after the last checkpoint are reported as not attested
+/// ([`Verdict::Intact::attested`]).
 ///
 /// # Errors
 /// [`AuditError::Io`] if a file cannot be read. A broken trail is a [`Verdict::Broken`].
@@ -318,33 +382,89 @@ pub fn verify_trail(
     for cp in checkpoints {
         v.add_checkpoint(cp);
     }
-    let mut starts = Vec::new();
+    let mut files = Vec::new();
+    let mut quarantines = Vec::new();
     let mut seen = 0u64;
+    let mut misplaced = None;
     for path in trail_files(dir, prefix)? {
+        let named = file_first_seq(&path);
+        files.push((seen, path.clone()));
+        if named != seen && !v.is_broken() {
+            misplaced = Some(Verdict::Broken {
+                index: seen,
+                reason: BreakReason::Sequence {
+                    expected: seen,
+                    found: named,
+                },
+            });
+            break;
+        }
         let data = fs::read(&path)?;
-        starts.push((seen, path));
-        v.push_lines(&data);
-        let lines = if data.is_empty() {
-            0
-        } else {
-            let parts = data.split(|b| *b == b'\n').count() as u64;
-            parts.saturating_sub(u64::from(data.ends_with(b"\n")))
-        };
-        seen = seen.saturating_add(lines);
+        let body = data.strip_suffix(b"\n").unwrap_or(&data);
+        if !data.is_empty() {
+            for line in body.split(|b| *b == b'\n') {
+                v.push_line(line);
+                if v.is_broken() {
+                    break;
+                }
+                if may_be_quarantine(line)
+                    && let Some(q) = ChainRecord::from_line(line)
+                        .ok()
+                        .as_ref()
+                        .and_then(Quarantine::from_record)
+                {
+                    quarantines.push(q);
+                }
+                seen = seen.saturating_add(1);
+            }
+        }
         if v.is_broken() {
             break;
         }
     }
-    let verdict = v.finish();
-    let location = match &verdict {
-        Verdict::Broken { index, .. } => starts
-            .iter()
-            .rev()
-            .find(|(start, _)| start <= index)
-            .map(|(start, path)| (path.clone(), index.saturating_sub(*start).saturating_add(1))),
-        Verdict::Intact { .. } => None,
+    let verdict = match (v.finish(), misplaced) {
+        (broken @ Verdict::Broken { .. }, None) => broken,
+        (Verdict::Broken { index, reason }, Some(_)) if index < seen => {
+            Verdict::Broken { index, reason }
+        }
+        (_, Some(m)) => m,
+        (intact, None) => intact,
     };
-    Ok(TrailReport { verdict, location })
+    let mut report = TrailReport {
+        verdict,
+        location: None,
+        files,
+        quarantines,
+    };
+    if let Verdict::Broken { index, .. } = &report.verdict {
+        report.location = report.locate(*index);
+    }
+    Ok(report)
+}
+
+/// The Merkle leaf hashes of the first `size` records of a trail (for proofs). Reads the files
+/// in order; the records are not verified here (see [`verify_trail`]).
+///
+/// # Errors
+/// [`AuditError::Io`] if a file cannot be read, [`AuditError::Json`] for a malformed record,
+/// [`AuditError::Checkpoint`] if the trail has fewer than `size` records.
+pub fn leaf_hashes(dir: &Path, prefix: &str, size: u64) -> Result<Vec<TreeHash>, AuditError> {
+    let mut out = Vec::new();
+    'files: for path in trail_files(dir, prefix)? {
+        let data = fs::read(&path)?;
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if out.len() as u64 >= size {
+                break 'files;
+            }
+            out.push(leaf_hash(&ChainRecord::from_line(line)?.hash.0));
+        }
+    }
+    if (out.len() as u64) < size {
+        return Err(AuditError::Checkpoint(
+            "the trail has fewer records than the tree",
+        ));
+    }
+    Ok(out)
 }
 
 /// A trail's checkpoint log, oldest first. A partial last line (a crash while appending) is

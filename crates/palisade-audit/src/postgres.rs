@@ -864,8 +864,18 @@ impl Drop for PostgresSink {
     }
 }
 
-/// Verifies the chain stored in `table` against `checkpoints` (signature-checked), reading rows
-/// in `seq` order in pages of 10 000.
+/// The result of verifying a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    /// The verdict over the rows in `seq` order; a broken one's index is the row's sequence
+    /// position.
+    pub verdict: Verdict,
+    /// The quarantines the sink recorded in the table ([`OnTamper::Quarantine`]).
+    pub quarantines: Vec<crate::file::Quarantine>,
+}
+
+/// Verifies the chain and Merkle tree stored in `table` against `checkpoints`
+/// (signature-checked), reading rows in `seq` order in pages of 10 000.
 ///
 /// # Errors
 /// [`AuditError::Database`] if the database cannot be read. A broken chain is a
@@ -874,7 +884,7 @@ pub async fn verify_table(
     url: &str,
     table: &str,
     checkpoints: &[Checkpoint],
-) -> Result<Verdict, AuditError> {
+) -> Result<TableReport, AuditError> {
     if !valid_ident(table) {
         return Err(AuditError::Database(Arc::new(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -893,6 +903,7 @@ pub async fn verify_table(
         "SELECT seq, prev_hash, hash, event FROM {} WHERE seq > $1 ORDER BY seq LIMIT 10000",
         quoted(table)
     );
+    let mut quarantines = Vec::new();
     let mut after = -1i64;
     loop {
         let rows = client.query(&sql, &[&after]).await.map_err(db_err)?;
@@ -900,18 +911,20 @@ pub async fn verify_table(
             break;
         }
         for row in &rows {
-            let seq: i64 = row.try_get(0).map_err(db_err)?;
-            let prev: Vec<u8> = row.try_get(1).map_err(db_err)?;
-            let hash: Vec<u8> = row.try_get(2).map_err(db_err)?;
-            let event: String = row.try_get(3).map_err(db_err)?;
-            let to_hash = |b: &[u8]| <[u8; 32]>::try_from(b).map(ChainHash).unwrap_or_default();
-            v.push_parts(
-                u64::try_from(seq).unwrap_or(u64::MAX),
-                to_hash(&prev),
-                to_hash(&hash),
-                event.as_bytes(),
-            );
-            after = seq;
+            let (seq, prev, hash, event) = row_parts(row).map_err(db_err)?;
+            v.push_parts(seq, prev, hash, event.as_bytes());
+            if crate::file::may_be_quarantine(event.as_bytes())
+                && let Ok(ev) = crate::format::from_canonical_json(event.as_bytes())
+                && let Some(q) = crate::file::Quarantine::from_record(&crate::chain::ChainRecord {
+                    seq,
+                    prev,
+                    hash,
+                    event: ev,
+                })
+            {
+                quarantines.push(q);
+            }
+            after = i64::try_from(seq).unwrap_or(i64::MAX);
         }
         if v.is_broken() {
             break;
@@ -919,7 +932,10 @@ pub async fn verify_table(
     }
     drop(client);
     let _ = conn.await;
-    Ok(v.finish())
+    Ok(TableReport {
+        verdict: v.finish(),
+        quarantines,
+    })
 }
 
 /// The checkpoint notes stored in `<table>_checkpoints`, oldest first, to verify with
@@ -942,7 +958,7 @@ pub async fn checkpoint_notes(url: &str, table: &str) -> Result<Vec<String>, Aud
     let rows = client
         .query(
             &format!(
-                "SELECT note FROM {} ORDER BY size",
+                "SELECT note FROM {} ORDER BY size, time",
                 quoted(&format!("{table}_checkpoints"))
             ),
             &[],
