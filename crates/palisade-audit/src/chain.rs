@@ -43,6 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::AuditError;
 use crate::checkpoint::Checkpoint;
 use crate::format::{not_canonical, push_decimal, write_canonical_json};
+use crate::merkle::{Frontier, TreeHash};
 
 /// The domain tag hashed in front of every record (followed by one zero byte).
 pub const DOMAIN_TAG: &[u8] = b"palisade-audit/chain/v1\0";
@@ -233,14 +234,16 @@ fn hash_hex(hash: &ChainHash) -> [u8; 64] {
     hex
 }
 
-/// Appends events to a chain: assigns sequence numbers and hashes.
+/// Appends events to a chain: assigns sequence numbers and hashes, and keeps the
+/// [Merkle tree](crate::merkle) over the records' hashes.
 ///
-/// A `Chainer` is the single writer of one chain; sinks own one each and resume it from the
-/// last stored record when they restart.
+/// A `Chainer` is the single writer of one chain; sinks own one each and resume it from a
+/// verified state when they restart.
 #[derive(Debug, Clone)]
 pub struct Chainer {
     next_seq: u64,
     head: ChainHash,
+    tree: Frontier,
     scratch: Vec<u8>,
 }
 
@@ -253,16 +256,28 @@ impl Default for Chainer {
 impl Chainer {
     /// A new, empty chain.
     pub fn new() -> Self {
-        Self::resume(0, ChainHash::GENESIS)
+        Self::resume(ChainHash::GENESIS, Frontier::new())
     }
 
-    /// Continues a chain whose next record is `next_seq` and whose last hash is `head`.
-    pub fn resume(next_seq: u64, head: ChainHash) -> Self {
+    /// Continues a chain whose last hash is `head` and whose Merkle tree is `tree` (its size is
+    /// the next sequence number).
+    pub fn resume(head: ChainHash, tree: Frontier) -> Self {
         Self {
-            next_seq,
+            next_seq: tree.size(),
             head,
+            tree,
             scratch: Vec::with_capacity(512),
         }
+    }
+
+    /// The Merkle root over the records so far.
+    pub fn root(&self) -> TreeHash {
+        self.tree.root()
+    }
+
+    /// The Merkle tree's frontier (to store beside a checkpoint, for a later resume).
+    pub fn tree(&self) -> &Frontier {
+        &self.tree
     }
 
     /// How many records the chain holds (the next sequence number).
@@ -321,6 +336,7 @@ impl Chainer {
         }
         out.extend_from_slice(b"}\n");
         self.head = hash;
+        self.tree.push(&hash.0);
         self.next_seq = seq.saturating_add(1);
         Ok((seq, hash))
     }
@@ -347,8 +363,40 @@ impl Chainer {
         let prev = self.head;
         let hash = ChainHash::compute(&prev, seq, &self.scratch);
         self.head = hash;
+        self.tree.push(&hash.0);
         self.next_seq = seq.saturating_add(1);
         (seq, prev, hash)
+    }
+}
+
+impl fmt::Display for BreakReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("not a record"),
+            Self::NotCanonical => f.write_str("not in canonical form (edited)"),
+            Self::Sequence { expected, found } => write!(
+                f,
+                "sequence {found} where {expected} was expected (a deletion, insertion or reordering)"
+            ),
+            Self::PrevMismatch => f.write_str("does not follow the previous record's hash"),
+            Self::HashMismatch => f.write_str("hash does not match its content (edited)"),
+            Self::CheckpointMismatch { size } => write!(
+                f,
+                "the trail differs from the signed checkpoint of size {size} (rewritten)"
+            ),
+            Self::Truncated {
+                checkpoint_size,
+                records,
+            } => write!(
+                f,
+                "the trail ends after {records} records, a checkpoint attests {checkpoint_size}"
+            ),
+            Self::Unattested { checkpoint_size } => write!(
+                f,
+                "not covered by a signed checkpoint (the last attests {checkpoint_size} records)"
+            ),
+            Self::BadCheckpoint => f.write_str("a stored checkpoint does not verify"),
+        }
     }
 }
 
@@ -371,7 +419,8 @@ pub enum BreakReason {
     PrevMismatch,
     /// The record's hash does not match its content.
     HashMismatch,
-    /// The chain's head at a checkpoint's size is not the signed head (a rewrite).
+    /// The chain's head or Merkle root at a checkpoint's size is not the signed one (a
+    /// rewrite).
     CheckpointMismatch {
         /// The checkpoint's size.
         size: u64,
@@ -388,6 +437,9 @@ pub enum BreakReason {
         /// How many records the checkpoint attests.
         checkpoint_size: u64,
     },
+    /// A checkpoint kept with the trail (in its checkpoint log or table) does not verify, or
+    /// its stored Merkle frontier does not match its signed root.
+    BadCheckpoint,
 }
 
 /// The result of verifying a trail.
@@ -442,8 +494,10 @@ pub struct Verifier {
     start_seq: u64,
     next_seq: u64,
     head: ChainHash,
+    /// The Merkle tree, when verifying from the start (or from a known frontier).
+    tree: Option<Frontier>,
     index: u64,
-    checkpoints: BTreeMap<u64, ChainHash>,
+    checkpoints: BTreeMap<u64, (ChainHash, TreeHash)>,
     require_attested: bool,
     broken: Option<(u64, BreakReason)>,
 }
@@ -455,23 +509,48 @@ impl Default for Verifier {
 }
 
 impl Verifier {
-    /// Verifies a trail from its first record (sequence 0, genesis hash).
+    /// Verifies a trail from its first record (sequence 0, genesis hash), chain and Merkle
+    /// tree.
     pub fn new() -> Self {
-        Self::resume(0, ChainHash::GENESIS)
+        Self::resume_tree(ChainHash::GENESIS, Frontier::new())
     }
 
     /// Verifies a trail that continues a verified one: its first record is `next_seq` and
-    /// follows `head`.
+    /// follows `head`. Without the tree, checkpoints are checked by their chain head only.
     pub fn resume(next_seq: u64, head: ChainHash) -> Self {
         Self {
             start_seq: next_seq,
             next_seq,
             head,
+            tree: None,
             index: 0,
             checkpoints: BTreeMap::new(),
             require_attested: false,
             broken: None,
         }
+    }
+
+    /// Verifies a trail that continues a verified one whose Merkle tree is `tree`: chain
+    /// heads and Merkle roots are both checked at each checkpoint.
+    pub fn resume_tree(head: ChainHash, tree: Frontier) -> Self {
+        let mut v = Self::resume(tree.size(), head);
+        v.tree = Some(tree);
+        v
+    }
+
+    /// The records verified so far (the next sequence number).
+    pub fn size(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The last verified record's hash.
+    pub fn head(&self) -> ChainHash {
+        self.head
+    }
+
+    /// The Merkle tree over the verified records, if kept.
+    pub fn tree(&self) -> Option<&Frontier> {
+        self.tree.as_ref()
     }
 
     /// Also checks the trail against a (signature-verified) checkpoint.
@@ -483,13 +562,21 @@ impl Verifier {
 
     /// Adds a (signature-verified) checkpoint to check against.
     pub fn add_checkpoint(&mut self, checkpoint: &Checkpoint) {
-        if checkpoint.size() == self.start_seq && checkpoint.head() != self.head {
-            self.fail(BreakReason::CheckpointMismatch {
-                size: checkpoint.size(),
-            });
+        let signed = (checkpoint.head(), checkpoint.root());
+        let size = checkpoint.size();
+        // Two checkpoints of one size that disagree: a fork; one of them is not this trail's.
+        let conflict = self
+            .checkpoints
+            .get(&size)
+            .is_some_and(|seen| *seen != signed);
+        if conflict || (size == self.next_seq && !self.matches(signed)) {
+            self.fail(BreakReason::CheckpointMismatch { size });
         }
-        self.checkpoints
-            .insert(checkpoint.size(), checkpoint.head());
+        self.checkpoints.insert(size, signed);
+    }
+
+    fn matches(&self, (head, root): (ChainHash, TreeHash)) -> bool {
+        head == self.head && self.tree.as_ref().is_none_or(|t| t.root() == root)
     }
 
     /// Requires the trail to end exactly at the last checkpoint: for a trail closed with a final
@@ -560,9 +647,12 @@ impl Verifier {
             return self.fail(BreakReason::HashMismatch);
         }
         self.head = record.hash;
+        if let Some(tree) = &mut self.tree {
+            tree.push(&record.hash.0);
+        }
         self.next_seq = self.next_seq.saturating_add(1);
-        if let Some(signed) = self.checkpoints.get(&self.next_seq)
-            && *signed != self.head
+        if let Some(signed) = self.checkpoints.get(&self.next_seq).copied()
+            && !self.matches(signed)
         {
             let size = self.next_seq;
             self.fail(BreakReason::CheckpointMismatch { size });
@@ -693,7 +783,7 @@ mod tests {
     #[test]
     fn resume_continues() {
         let (t, c) = trail(3);
-        let mut c2 = Chainer::resume(c.size(), c.head());
+        let mut c2 = Chainer::resume(c.head(), c.tree().clone());
         let mut more = Vec::new();
         c2.push_line(
             &AuditEvent::new(Action::KeyRotated, UnixTime::EPOCH),

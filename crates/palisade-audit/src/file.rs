@@ -53,13 +53,15 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use palisade_core::audit::{AuditEvent, AuditSink};
+use palisade_core::audit::{Action, AuditEvent, AuditSink, Outcome, Severity};
+use palisade_core::time::UnixTime;
 
 use crate::AuditError;
-use crate::chain::{ChainRecord, Chainer, Verdict, Verifier};
-use crate::checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
+use crate::chain::{BreakReason, ChainHash, ChainRecord, Chainer, Verdict, Verifier};
+use crate::checkpoint::{Checkpoint, CheckpointSigner, LogEntry, SignedCheckpoint};
+use crate::merkle::{Frontier, TreeHash, leaf_hash};
 use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::sink::{Overflow, SinkStats};
@@ -90,7 +92,9 @@ pub struct JsonlConfig {
     redactor: Redactor,
     signer: Option<CheckpointSigner>,
     checkpoint_every: u64,
+    checkpoint_interval: Option<Duration>,
     on_checkpoint: Option<CheckpointCallback>,
+    on_tamper: OnTamper,
     flush_timeout: Duration,
     max_backoff: Duration,
     faults: Option<FaultHook>,
@@ -126,7 +130,9 @@ impl JsonlConfig {
             redactor: Redactor::new(),
             signer: None,
             checkpoint_every: 10_000,
+            checkpoint_interval: None,
             on_checkpoint: None,
+            on_tamper: OnTamper::default(),
             flush_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(1),
             faults: None,
@@ -178,8 +184,26 @@ impl JsonlConfig {
         self
     }
 
+    /// Also signs a checkpoint every `interval` when events arrive or not (as CloudTrail's
+    /// hourly digests), so that a quiet period is attested and a gap in the checkpoint log is
+    /// itself evidence. Needs [`JsonlConfig::checkpoints`].
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// What opening does with records its last signed checkpoint does not vouch for (default
+    /// [`OnTamper::Quarantine`]).
+    #[must_use]
+    pub fn on_tamper(mut self, policy: OnTamper) -> Self {
+        self.on_tamper = policy;
+        self
+    }
+
     /// Also hands each signed checkpoint to `callback` (to publish it away from the trail).
-    /// It runs on the writer thread: keep it quick.
+    /// Every checkpoint is also appended to the checkpoint log
+    /// ([`JsonlConfig::checkpoint_log_path`]). It runs on the writer thread: keep it quick.
     #[must_use]
     pub fn on_checkpoint(mut self, callback: impl Fn(&SignedCheckpoint) + Send + 'static) -> Self {
         self.on_checkpoint = Some(Box::new(callback));
@@ -213,7 +237,37 @@ impl JsonlConfig {
     pub fn checkpoint_path(&self) -> PathBuf {
         self.dir.join(format!("{}.checkpoint", self.prefix))
     }
+
+    /// Where every signed checkpoint is appended, one [`LogEntry`] a line.
+    pub fn checkpoint_log_path(&self) -> PathBuf {
+        checkpoint_log_path(&self.dir, &self.prefix)
+    }
 }
+
+/// `<dir>/<prefix>.checkpoints`: the checkpoint log of a trail.
+pub fn checkpoint_log_path(dir: &Path, prefix: &str) -> PathBuf {
+    dir.join(format!("{prefix}.checkpoints"))
+}
+
+/// What opening a trail does with records that its last signed checkpoint does not vouch for
+/// (edited, deleted, re-chained or appended while no writer ran, or written but left unsigned
+/// by a crash). Either way they are never signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnTamper {
+    /// Opening fails with [`AuditError::Tampered`]; nothing is written.
+    Refuse,
+    /// The records from the first one not vouched for are moved, unchanged, to a file of their
+    /// own (`<prefix>.suspect-<first seq>-<unix time>.jsonl`, beside the trail), the chain
+    /// continues from the last checkpoint, and its next record is an
+    /// `audit_trail_quarantined` event (severity critical) that names the first bad record,
+    /// the reason, how many records were moved and where. Verifiers report it.
+    #[default]
+    Quarantine,
+}
+
+/// The action of the event that records a quarantine in the trail.
+pub const QUARANTINE_ACTION: &str = "audit_trail_quarantined";
 
 /// The trail's files in `dir` with `prefix`, oldest first.
 ///
@@ -248,10 +302,74 @@ pub struct TrailReport {
     /// For a broken trail: the file and the 1-based line of the first bad record (the last file
     /// and one past its last line for a truncation).
     pub location: Option<(PathBuf, u64)>,
+    /// The files read, each with the sequence number of its first record, in order.
+    pub files: Vec<(u64, PathBuf)>,
+    /// The quarantines the sink recorded in the trail ([`OnTamper::Quarantine`]), in order.
+    pub quarantines: Vec<Quarantine>,
 }
 
-/// Verifies every file of a trail in order as one chain, against `checkpoints` (already
-/// signature-checked with [`CheckpointVerifier::verify`](crate::CheckpointVerifier::verify)).
+impl TrailReport {
+    /// The file and 1-based line of record `seq`, if the trail's files reach it (one past the
+    /// last line of the last file for the record after the end).
+    pub fn locate(&self, seq: u64) -> Option<(PathBuf, u64)> {
+        self.files
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= seq)
+            .map(|(start, path)| (path.clone(), seq.saturating_sub(*start).saturating_add(1)))
+    }
+}
+
+/// A quarantine recorded in a trail: on a restart, the sink found records its last checkpoint
+/// did not vouch for and moved them aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// The sequence number of the record that reports it.
+    pub seq: u64,
+    /// The first bad record (as numbered before the move).
+    pub first_bad: u64,
+    /// What was wrong, in words.
+    pub reason: String,
+    /// Whether the records were only unattested (chained correctly, left unsigned by a crash or
+    /// appended by someone without the key), not shown to be edited.
+    pub unattested_only: bool,
+    /// How many records were moved.
+    pub records: u64,
+    /// Where they were moved (a file beside the trail, or a table).
+    pub moved_to: String,
+}
+
+impl Quarantine {
+    /// The quarantine a record reports, if it is a quarantine record.
+    pub fn from_record(record: &ChainRecord) -> Option<Self> {
+        if record.event.action.as_str() != QUARANTINE_ACTION {
+            return None;
+        }
+        let m = &record.event.metadata;
+        let num = |k: &str| m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Some(Self {
+            seq: record.seq,
+            first_bad: num("first_bad"),
+            reason: m.get("reason").cloned().unwrap_or_default(),
+            unattested_only: m.get("unattested_only").is_some_and(|v| v == "true"),
+            records: num("records"),
+            moved_to: m.get("file").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether a record line may be a quarantine record (a cheap test before parsing it).
+pub(crate) fn may_be_quarantine(line: &[u8]) -> bool {
+    let needle = QUARANTINE_ACTION.as_bytes();
+    line.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Verifies every file of a trail in order as one chain and one Merkle tree, against
+/// `checkpoints` (already signature-checked with
+/// [`CheckpointVerifier::verify`](crate::CheckpointVerifier::verify)). A file whose name does
+/// not give the position of its first record (a deleted, reordered or renamed file) breaks the
+/// trail there; records after the last checkpoint are reported as not attested
+/// ([`Verdict::Intact::attested`]).
 ///
 /// # Errors
 /// [`AuditError::Io`] if a file cannot be read. A broken trail is a [`Verdict::Broken`].
@@ -264,33 +382,365 @@ pub fn verify_trail(
     for cp in checkpoints {
         v.add_checkpoint(cp);
     }
-    let mut starts = Vec::new();
+    let mut files = Vec::new();
+    let mut quarantines = Vec::new();
     let mut seen = 0u64;
+    let mut misplaced = None;
     for path in trail_files(dir, prefix)? {
+        let named = file_first_seq(&path);
+        files.push((seen, path.clone()));
+        if named != seen && !v.is_broken() {
+            misplaced = Some(Verdict::Broken {
+                index: seen,
+                reason: BreakReason::Sequence {
+                    expected: seen,
+                    found: named,
+                },
+            });
+            break;
+        }
         let data = fs::read(&path)?;
-        starts.push((seen, path));
-        v.push_lines(&data);
-        let lines = if data.is_empty() {
-            0
-        } else {
-            let parts = data.split(|b| *b == b'\n').count() as u64;
-            parts.saturating_sub(u64::from(data.ends_with(b"\n")))
-        };
-        seen = seen.saturating_add(lines);
+        let body = data.strip_suffix(b"\n").unwrap_or(&data);
+        if !data.is_empty() {
+            for line in body.split(|b| *b == b'\n') {
+                v.push_line(line);
+                if v.is_broken() {
+                    break;
+                }
+                if may_be_quarantine(line)
+                    && let Some(q) = ChainRecord::from_line(line)
+                        .ok()
+                        .as_ref()
+                        .and_then(Quarantine::from_record)
+                {
+                    quarantines.push(q);
+                }
+                seen = seen.saturating_add(1);
+            }
+        }
         if v.is_broken() {
             break;
         }
     }
-    let verdict = v.finish();
-    let location = match &verdict {
-        Verdict::Broken { index, .. } => starts
+    let verdict = match (v.finish(), misplaced) {
+        (broken @ Verdict::Broken { .. }, None) => broken,
+        (Verdict::Broken { index, reason }, Some(_)) if index < seen => {
+            Verdict::Broken { index, reason }
+        }
+        (_, Some(m)) => m,
+        (intact, None) => intact,
+    };
+    let mut report = TrailReport {
+        verdict,
+        location: None,
+        files,
+        quarantines,
+    };
+    if let Verdict::Broken { index, .. } = &report.verdict {
+        report.location = report.locate(*index);
+    }
+    Ok(report)
+}
+
+/// The Merkle leaf hashes of the first `size` records of a trail (for proofs). Reads the files
+/// in order; the records are not verified here (see [`verify_trail`]).
+///
+/// # Errors
+/// [`AuditError::Io`] if a file cannot be read, [`AuditError::Json`] for a malformed record,
+/// [`AuditError::Checkpoint`] if the trail has fewer than `size` records.
+pub fn leaf_hashes(dir: &Path, prefix: &str, size: u64) -> Result<Vec<TreeHash>, AuditError> {
+    let mut out = Vec::new();
+    'files: for path in trail_files(dir, prefix)? {
+        let data = fs::read(&path)?;
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if out.len() as u64 >= size {
+                break 'files;
+            }
+            out.push(leaf_hash(&ChainRecord::from_line(line)?.hash.0));
+        }
+    }
+    if (out.len() as u64) < size {
+        return Err(AuditError::Checkpoint(
+            "the trail has fewer records than the tree",
+        ));
+    }
+    Ok(out)
+}
+
+/// A trail's checkpoint log, oldest first. A partial last line (a crash while appending) is
+/// skipped.
+///
+/// # Errors
+/// [`AuditError::Io`] if the log exists but cannot be read; [`AuditError::Checkpoint`] if a
+/// complete line is malformed.
+pub fn read_checkpoint_log(path: &Path) -> Result<Vec<LogEntry>, AuditError> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let complete = text
+        .rfind('\n')
+        .map_or("", |end| text.get(..end).unwrap_or(""));
+    complete
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(LogEntry::from_line)
+        .collect()
+}
+
+/// The verified state of the last checkpoint in the trail's log: (size, chain head, tree).
+fn last_checkpoint(
+    config: &JsonlConfig,
+    signer: &CheckpointSigner,
+) -> Result<(ChainHash, Frontier), AuditError> {
+    let bad = |_| AuditError::Tampered {
+        first_bad: 0,
+        reason: BreakReason::BadCheckpoint,
+    };
+    let entries = read_checkpoint_log(&config.checkpoint_log_path()).map_err(|e| match e {
+        AuditError::Io(_) => e,
+        other => bad(other),
+    })?;
+    match entries.last() {
+        None => Ok((ChainHash::GENESIS, Frontier::new())),
+        Some(entry) => {
+            let (cp, tree) = entry
+                .verify(&signer.verifier(), signer.origin())
+                .map_err(bad)?;
+            Ok((cp.head(), tree))
+        }
+    }
+}
+
+/// Cuts a partial last line (an interrupted write, never confirmed) off the newest file.
+fn cut_partial_line(config: &JsonlConfig) -> Result<(), AuditError> {
+    let Some(path) = trail_files(&config.dir, &config.prefix)?.pop() else {
+        return Ok(());
+    };
+    let mut f = OpenOptions::new().read(true).write(true).open(&path)?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let keep = data
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p.saturating_add(1));
+    if keep < data.len() {
+        f.set_len(keep as u64)?;
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The first sequence number a trail file's name gives.
+fn file_first_seq(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit('-').next())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where a writer resumes, and the records it must not sign over.
+struct Resumed {
+    chainer: Chainer,
+    current: Option<(PathBuf, u64)>,
+    suspect: Option<Suspect>,
+}
+
+/// Records after the last checkpoint that it does not vouch for.
+struct Suspect {
+    /// The first bad record's sequence number.
+    first_bad: u64,
+    reason: BreakReason,
+    /// The checkpoint's size: the first record moved aside.
+    from: u64,
+    /// Where record `from` starts: its file and byte offset.
+    start: (PathBuf, u64),
+    /// How many records follow the checkpoint.
+    records: u64,
+}
+
+impl Suspect {
+    fn error(&self) -> AuditError {
+        AuditError::Tampered {
+            first_bad: self.first_bad,
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn event(&self, moved: &Path) -> AuditEvent {
+        let file = moved
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        AuditEvent::new(
+            Action::Custom(QUARANTINE_ACTION.to_owned()),
+            UnixTime::from(SystemTime::now()),
+        )
+        .severity(Severity::Critical)
+        .outcome(Outcome::Failure)
+        .meta("first_bad", self.first_bad.to_string())
+        .meta("reason", self.reason.to_string())
+        .meta(
+            "unattested_only",
+            matches!(self.reason, BreakReason::Unattested { .. }).to_string(),
+        )
+        .meta("from_seq", self.from.to_string())
+        .meta("records", self.records.to_string())
+        .meta("file", file)
+    }
+}
+
+/// Checks the trail against its last signed checkpoint before anything is written: the record
+/// at the checkpoint's size - 1 must carry the signed chain head, and every record after it
+/// must chain from there. Without a signer the whole trail is checked (chain only).
+fn resume(config: &JsonlConfig) -> Result<Resumed, AuditError> {
+    let (head, tree) = match &config.signer {
+        Some(signer) => last_checkpoint(config, signer)?,
+        None => (ChainHash::GENESIS, Frontier::new()),
+    };
+    let size = tree.size();
+    let files = trail_files(&config.dir, &config.prefix)?;
+    // Start at the file holding record size - 1 (by its name; a wrong name shows as a
+    // mismatch below).
+    let anchor = size.checked_sub(1);
+    let first = anchor.map_or(0, |a| {
+        files
             .iter()
-            .rev()
-            .find(|(start, _)| start <= index)
-            .map(|(start, path)| (path.clone(), index.saturating_sub(*start).saturating_add(1))),
+            .rposition(|f| file_first_seq(f) <= a)
+            .unwrap_or(0)
+    });
+    let mut tail = Verifier::resume_tree(head, tree.clone());
+    let mut anchored = anchor.is_none();
+    let mut start = None;
+    let mut pos = files.get(first).map_or(0, |f| file_first_seq(f));
+    let mut tail_records = 0u64;
+    for path in files.iter().skip(first) {
+        let data = fs::read(path)?;
+        let mut offset = 0u64;
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            let body = line.strip_suffix(b"\n").unwrap_or(line);
+            if Some(pos) == anchor {
+                anchored = true;
+                if !record_matches(body, pos, &head) {
+                    return Err(AuditError::Tampered {
+                        first_bad: pos,
+                        reason: BreakReason::CheckpointMismatch { size },
+                    });
+                }
+            } else if pos >= size {
+                if start.is_none() {
+                    start = Some((path.clone(), offset));
+                }
+                tail.push_line(body);
+                tail_records = tail_records.saturating_add(1);
+            }
+            pos = pos.saturating_add(1);
+            offset = offset.saturating_add(line.len() as u64);
+        }
+    }
+    if !anchored {
+        return Err(AuditError::Tampered {
+            first_bad: pos.min(size.saturating_sub(1)),
+            reason: BreakReason::Truncated {
+                checkpoint_size: size,
+                records: pos,
+            },
+        });
+    }
+    let current = match files.last() {
+        Some(p) => Some((p.clone(), fs::metadata(p)?.len())),
+        None => None,
+    };
+    let resumed_tree = tail.tree().cloned().unwrap_or_default();
+    let resumed_head = tail.head();
+    let bad = match tail.finish() {
+        Verdict::Broken { index, reason } => Some((size.saturating_add(index), reason)),
+        Verdict::Intact { .. } if config.signer.is_some() && tail_records > 0 => Some((
+            size,
+            BreakReason::Unattested {
+                checkpoint_size: size,
+            },
+        )),
         Verdict::Intact { .. } => None,
     };
-    Ok(TrailReport { verdict, location })
+    let Some((first_bad, reason)) = bad else {
+        // Nothing to set aside: continue after the last record (without a signer the tail
+        // is the whole trail, verified from genesis).
+        return Ok(Resumed {
+            chainer: Chainer::resume(resumed_head, resumed_tree),
+            current,
+            suspect: None,
+        });
+    };
+    Ok(Resumed {
+        chainer: Chainer::resume(head, tree),
+        current,
+        suspect: Some(Suspect {
+            first_bad,
+            reason,
+            from: size,
+            start: start.unwrap_or_default(),
+            records: tail_records,
+        }),
+    })
+}
+
+/// Whether `line` is a valid record `seq` whose hash is `head`.
+fn record_matches(line: &[u8], seq: u64, head: &ChainHash) -> bool {
+    let Ok(rec) = ChainRecord::from_line(line) else {
+        return false;
+    };
+    if rec.seq != seq || rec.hash != *head {
+        return false;
+    }
+    let mut v = Verifier::resume(seq, rec.prev);
+    v.push_line(line);
+    !v.is_broken()
+}
+
+/// Moves the suspect records, unchanged, to a file of their own and cuts them from the trail.
+/// Returns that file's path.
+fn quarantine(config: &JsonlConfig, suspect: &Suspect) -> Result<PathBuf, AuditError> {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dest = config.dir.join(format!(
+        "{}.suspect-{:020}-{secs}.jsonl",
+        config.prefix, suspect.from
+    ));
+    let (path, offset) = &suspect.start;
+    let files = trail_files(&config.dir, &config.prefix)?;
+    let Some(index) = files.iter().position(|f| f == path) else {
+        return Ok(dest);
+    };
+    let later = files.get(index.saturating_add(1)..).unwrap_or(&[]);
+    {
+        let mut out = OpenOptions::new().create(true).append(true).open(&dest)?;
+        let data = fs::read(path)?;
+        let from = usize::try_from(*offset).unwrap_or(usize::MAX);
+        out.write_all(data.get(from..).unwrap_or(&[]))?;
+        for f in later {
+            out.write_all(&fs::read(f)?)?;
+        }
+        out.sync_all()?;
+    }
+    sync_dir(&config.dir);
+    // Only once the copy is durable are the records cut from the trail.
+    for f in later.iter().rev() {
+        fs::remove_file(f)?;
+    }
+    if *offset == 0 {
+        fs::remove_file(path)?;
+    } else {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(*offset)?;
+        f.sync_all()?;
+    }
+    sync_dir(&config.dir);
+    Ok(dest)
 }
 
 struct Writer {
@@ -310,6 +760,8 @@ struct Writer {
     in_flight: Option<Segment>,
     /// The buffer of an acknowledged segment, reused for the next one.
     spare: Vec<u8>,
+    /// When the last checkpoint was signed (for timer checkpoints).
+    last_checkpoint: Instant,
     /// The writer gave up on unacknowledged segments: final. Nothing is written or signed
     /// after it, since the chain has a gap where the given-up records were.
     gave_up: bool,
@@ -322,40 +774,35 @@ struct Writer {
 impl Writer {
     fn open(config: JsonlConfig, queue: Arc<Queue<AuditEvent>>) -> Result<Self, AuditError> {
         fs::create_dir_all(&config.dir)?;
-        let files = trail_files(&config.dir, &config.prefix)?;
-        let mut chainer = Chainer::new();
-        let mut current = None;
-        for path in files.iter().rev() {
-            let mut f = OpenOptions::new().read(true).write(true).open(path)?;
-            let mut data = Vec::new();
-            f.read_to_end(&mut data)?;
-            let keep = data
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |p| p.saturating_add(1));
-            if keep < data.len() {
-                // A partial line from an interrupted write: never confirmed, cut it off.
-                f.set_len(keep as u64)?;
-                f.sync_all()?;
-                data.truncate(keep);
+        cut_partial_line(&config)?;
+        let resumed = resume(&config)?;
+        let (chainer, current) = match resumed.suspect {
+            None => (resumed.chainer, resumed.current),
+            Some(suspect) => {
+                if config.on_tamper == OnTamper::Refuse {
+                    return Err(suspect.error());
+                }
+                let moved = quarantine(&config, &suspect)?;
+                let event = suspect.event(&moved);
+                tracing::error!(
+                    target: "palisade_audit",
+                    first_bad = suspect.first_bad,
+                    reason = %suspect.reason,
+                    quarantined = suspect.records,
+                    file = %moved.display(),
+                    "audit trail: records not vouched for by the last checkpoint moved aside"
+                );
+                queue.push(event);
+                let current = trail_files(&config.dir, &config.prefix)?
+                    .pop()
+                    .map(|p| fs::metadata(&p).map(|m| (p, m.len())))
+                    .transpose()?;
+                (resumed.chainer, current)
             }
-            if current.is_none() {
-                current = Some((path.clone(), keep as u64));
-            }
-            let body = data.strip_suffix(b"\n").unwrap_or(&data);
-            if let Some(last) = body
-                .rsplit(|b| *b == b'\n')
-                .next()
-                .filter(|l| !l.is_empty())
-            {
-                let rec = ChainRecord::from_line(last)?;
-                chainer = Chainer::resume(rec.seq.saturating_add(1), rec.hash);
-                break;
-            }
-        }
+        };
         let (file, len) = match current {
             Some((path, len)) => (OpenOptions::new().append(true).open(path)?, len),
-            None => (new_file(&config, 0)?, 0),
+            None => (new_file(&config, chainer.size())?, 0),
         };
         let syncer = match config.durability {
             Durability::FsyncPerBatch => {
@@ -370,6 +817,7 @@ impl Writer {
             file: Arc::new(file),
             len,
             since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
             dirty: false,
             syncer,
             in_flight: None,
@@ -663,7 +1111,15 @@ impl Writer {
         let Some(signer) = &self.config.signer else {
             return Ok(());
         };
-        let signed = signer.sign(self.chainer.size(), self.chainer.head());
+        let signed = signer.sign_chain(&self.chainer, UnixTime::from(SystemTime::now()));
+        // The log first: it is what a restart resumes from and what verifiers read.
+        let entry = LogEntry::new(&signed, self.chainer.tree());
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.checkpoint_log_path())?;
+        log.write_all(format!("{}\n", entry.to_line()).as_bytes())?;
+        log.sync_data()?;
         let path = self.config.checkpoint_path();
         let tmp = path.with_extension("checkpoint.tmp");
         {
@@ -677,7 +1133,27 @@ impl Writer {
             cb(&signed);
         }
         self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
         Ok(())
+    }
+
+    /// Whether a timer checkpoint is due (a quiet trail is attested too).
+    fn timer_due(&self) -> bool {
+        self.config.signer.is_some()
+            && self
+                .config
+                .checkpoint_interval
+                .is_some_and(|every| self.last_checkpoint.elapsed() >= every)
+    }
+
+    /// How long the writer may wait for events before a timer checkpoint is due.
+    fn until_timer(&self) -> Duration {
+        match (&self.config.signer, self.config.checkpoint_interval) {
+            (Some(_), Some(every)) => every
+                .saturating_sub(self.last_checkpoint.elapsed())
+                .min(Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        }
     }
 
     /// After giving up: fails every waiting and later flush, reports the lost events (those
@@ -827,7 +1303,7 @@ fn run(mut w: Writer) {
         let wait = if w.in_flight.is_some() {
             Duration::ZERO
         } else {
-            Duration::from_secs(1)
+            w.until_timer()
         };
         let (alive, flush) = queue.take(&mut batch, w.config.batch_max, wait);
         // Giving up is final (it can happen in any of the steps below, also while settling
@@ -849,8 +1325,9 @@ fn run(mut w: Writer) {
             }
             continue;
         }
-        if flush.is_some() || !alive {
-            let result = if w.since_checkpoint > 0 && w.config.signer.is_some() {
+        let timer = w.timer_due();
+        if flush.is_some() || !alive || timer {
+            let result = if (w.since_checkpoint > 0 || timer) && w.config.signer.is_some() {
                 w.checkpoint()
             } else {
                 w.settle()

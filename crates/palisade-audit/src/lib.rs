@@ -6,6 +6,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod file;
 pub mod format;
+pub mod merkle;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod queue;
@@ -20,7 +21,10 @@ pub use palisade_core::audit::{
 };
 
 pub use crate::chain::{BreakReason, ChainHash, ChainRecord, Chainer, Verdict, Verifier};
-pub use crate::checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier};
+pub use crate::checkpoint::{
+    Checkpoint, CheckpointSigner, CheckpointVerifier, SignedCheckpoint, WitnessKey, WitnessVerifier,
+};
+pub use crate::merkle::{Frontier, TreeHash};
 pub use crate::redact::Redactor;
 pub use crate::sink::{FanOut, SeverityFilter, SinkStats, TracingSink};
 
@@ -51,6 +55,16 @@ pub enum AuditError {
     Pending {
         /// How many events were not yet written.
         pending: u64,
+    },
+    /// Opening a trail found records that its last signed checkpoint does not vouch for:
+    /// edited, removed, re-chained or appended while the writer was not running (or left
+    /// unsigned by a crash). Nothing is signed over them. Alert on it.
+    #[error("audit trail tampered at record {first_bad}: {reason}")]
+    Tampered {
+        /// The chain position (sequence number) of the first record not vouched for.
+        first_bad: u64,
+        /// What is wrong with it.
+        reason: BreakReason,
     },
     /// The sink was shut down.
     #[error("audit sink is shut down")]

@@ -50,19 +50,21 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use palisade_core::audit::{AuditEvent, AuditSink};
+use palisade_core::audit::{Action, AuditEvent, AuditSink, Outcome, Severity};
+use palisade_core::time::UnixTime;
 use tokio_postgres::{Client, Config, NoTls};
 
 /// The PostgreSQL client this module uses, for callers that query the trail themselves.
 pub use tokio_postgres;
 
 use crate::AuditError;
-use crate::chain::{ChainHash, Chainer, Verdict, Verifier};
-use crate::checkpoint::{Checkpoint, CheckpointSigner, SignedCheckpoint};
-use crate::file::CheckpointCallback;
+use crate::chain::{BreakReason, ChainHash, Chainer, Verdict, Verifier};
+use crate::checkpoint::{Checkpoint, CheckpointSigner, LogEntry, SignedCheckpoint};
+use crate::file::{CheckpointCallback, OnTamper, QUARANTINE_ACTION};
 use crate::format::{outcome_name, severity_name};
+use crate::merkle::Frontier;
 use crate::queue::Queue;
 use crate::redact::Redactor;
 use crate::sink::{Overflow, SinkStats};
@@ -77,7 +79,9 @@ pub struct PostgresConfig {
     redactor: Redactor,
     signer: Option<CheckpointSigner>,
     checkpoint_every: u64,
+    checkpoint_interval: Option<Duration>,
     on_checkpoint: Option<CheckpointCallback>,
+    on_tamper: OnTamper,
     flush_timeout: Duration,
     max_backoff: Duration,
 }
@@ -145,7 +149,9 @@ impl PostgresConfig {
             redactor: Redactor::new(),
             signer: None,
             checkpoint_every: 10_000,
+            checkpoint_interval: None,
             on_checkpoint: None,
+            on_tamper: OnTamper::default(),
             flush_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(2),
         })
@@ -186,6 +192,24 @@ impl PostgresConfig {
     pub fn checkpoints(mut self, signer: CheckpointSigner, every: u64) -> Self {
         self.signer = Some(signer);
         self.checkpoint_every = every.max(1);
+        self
+    }
+
+    /// Also signs a checkpoint every `interval`, when events arrive or not, so that a quiet
+    /// period is attested. Needs [`PostgresConfig::checkpoints`].
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoint_interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// What the first connection does with rows the last signed checkpoint does not vouch for
+    /// (default [`OnTamper::Quarantine`]: moved to `<table>_suspect`, and an
+    /// `audit_trail_quarantined` event recorded; [`OnTamper::Refuse`]: nothing is written and
+    /// every flush fails with [`AuditError::Tampered`]).
+    #[must_use]
+    pub fn on_tamper(mut self, policy: OnTamper) -> Self {
+        self.on_tamper = policy;
         self
     }
 
@@ -285,6 +309,9 @@ struct Writer {
     chainer: Option<Chainer>,
     insert_sql: String,
     since_checkpoint: u64,
+    last_checkpoint: Instant,
+    /// The trail failed verification and the policy is to refuse it.
+    refused: Option<AuditError>,
 }
 
 impl Writer {
@@ -316,31 +343,199 @@ impl Writer {
             let ct = quoted(&format!("{}_checkpoints", self.config.table));
             client
                 .batch_execute(&format!(
-                    "CREATE TABLE IF NOT EXISTS {ct} (size bigint PRIMARY KEY, note text NOT NULL)"
+                    "CREATE TABLE IF NOT EXISTS {ct} (size bigint NOT NULL, time bigint NOT NULL, \
+                     note text NOT NULL, entry text NOT NULL, PRIMARY KEY (size, time))"
                 ))
                 .await?;
         }
-        if self.chainer.is_none() {
-            let row = client
-                .query_opt(
-                    &format!("SELECT seq, hash FROM {t} ORDER BY seq DESC LIMIT 1"),
-                    &[],
-                )
-                .await?;
-            self.chainer = Some(match row {
-                Some(row) => {
-                    let seq: i64 = row.try_get(0)?;
-                    let hash: Vec<u8> = row.try_get(1)?;
-                    let head = <[u8; 32]>::try_from(hash.as_slice())
-                        .map(ChainHash)
-                        .unwrap_or(ChainHash::GENESIS);
-                    Chainer::resume(u64::try_from(seq).unwrap_or(0).saturating_add(1), head)
+        if self.chainer.is_none() && self.refused.is_none() {
+            match self.resume(&client).await? {
+                Ok(chainer) => self.chainer = Some(chainer),
+                Err(suspect) if suspect.fatal || self.config.on_tamper == OnTamper::Refuse => {
+                    tracing::error!(
+                        target: "palisade_audit",
+                        first_bad = suspect.first_bad,
+                        reason = %suspect.reason,
+                        "audit table fails verification against its last checkpoint: refused"
+                    );
+                    self.refused = Some(suspect.error());
                 }
-                None => Chainer::new(),
-            });
+                Err(suspect) => {
+                    let mut chainer = self.quarantine(&client, &suspect).await?;
+                    let mut event = vec![suspect.event(&format!("{}_suspect", self.config.table))];
+                    let rows =
+                        Rows::build(&mut chainer, &mut event, &Queue::new(1, Overflow::Block));
+                    self.client = Some(client);
+                    self.insert(&rows).await?;
+                    self.chainer = Some(chainer);
+                    return Ok(());
+                }
+            }
         }
         self.client = Some(client);
         Ok(())
+    }
+
+    /// Checks the table against its last signed checkpoint (see [`OnTamper`]): the row at the
+    /// checkpoint's size - 1 carries the signed chain head and every row after it chains from
+    /// there. The outer error is the database's; the inner one the rows not vouched for.
+    async fn resume(
+        &self,
+        client: &Client,
+    ) -> Result<Result<Chainer, Suspect>, tokio_postgres::Error> {
+        let t = quoted(&self.config.table);
+        let (head, tree) = match &self.config.signer {
+            None => (ChainHash::GENESIS, Frontier::new()),
+            Some(signer) => {
+                let ct = quoted(&format!("{}_checkpoints", self.config.table));
+                let row = client
+                    .query_opt(
+                        &format!("SELECT entry FROM {ct} ORDER BY size DESC, time DESC LIMIT 1"),
+                        &[],
+                    )
+                    .await?;
+                let state = match row {
+                    None => Ok((ChainHash::GENESIS, Frontier::new())),
+                    Some(row) => LogEntry::from_line(&row.try_get::<_, String>(0)?)
+                        .and_then(|e| e.verify(&signer.verifier(), signer.origin()))
+                        .map(|(cp, tree)| (cp.head(), tree)),
+                };
+                match state {
+                    Ok(state) => state,
+                    Err(_) => {
+                        return Ok(Err(Suspect::fatal(0, BreakReason::BadCheckpoint)));
+                    }
+                }
+            }
+        };
+        let size = tree.size();
+        if let Some(anchor) = size.checked_sub(1) {
+            let row = client
+                .query_opt(
+                    &format!("SELECT seq, prev_hash, hash, event FROM {t} WHERE seq = $1"),
+                    &[&i64::try_from(anchor).unwrap_or(i64::MAX)],
+                )
+                .await?;
+            let Some(row) = row else {
+                let reason = BreakReason::Truncated {
+                    checkpoint_size: size,
+                    records: anchor,
+                };
+                return Ok(Err(Suspect::fatal(anchor, reason)));
+            };
+            let (seq, prev, hash, event) = row_parts(&row)?;
+            let mut v = Verifier::resume(anchor, prev);
+            v.push_parts(seq, prev, hash, event.as_bytes());
+            if v.is_broken() || hash != head {
+                return Ok(Err(Suspect::fatal(
+                    anchor,
+                    BreakReason::CheckpointMismatch { size },
+                )));
+            }
+        }
+        let mut tail = Verifier::resume_tree(head, tree.clone());
+        let mut records = 0u64;
+        let sql = format!(
+            "SELECT seq, prev_hash, hash, event FROM {t} WHERE seq > $1 ORDER BY seq LIMIT 10000"
+        );
+        let mut after = i64::try_from(size).unwrap_or(i64::MAX).saturating_sub(1);
+        loop {
+            let rows = client.query(&sql, &[&after]).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let (seq, prev, hash, event) = row_parts(row)?;
+                tail.push_parts(seq, prev, hash, event.as_bytes());
+                records = records.saturating_add(1);
+                after = i64::try_from(seq).unwrap_or(i64::MAX);
+            }
+        }
+        let resumed = (tail.head(), tail.tree().cloned().unwrap_or_default());
+        let bad = match tail.finish() {
+            Verdict::Broken { index, reason } => Some((size.saturating_add(index), reason)),
+            Verdict::Intact { .. } if self.config.signer.is_some() && records > 0 => Some((
+                size,
+                BreakReason::Unattested {
+                    checkpoint_size: size,
+                },
+            )),
+            Verdict::Intact { .. } => None,
+        };
+        Ok(match bad {
+            None => Ok(Chainer::resume(resumed.0, resumed.1)),
+            Some((first_bad, reason)) => Err(Suspect {
+                first_bad,
+                reason,
+                from: size,
+                records,
+                fatal: false,
+                resume: Some(Chainer::resume(head, tree)),
+            }),
+        })
+    }
+
+    /// Moves the rows not vouched for, unchanged, to `<table>_suspect` (with the time they were
+    /// moved) in one transaction, and returns the chain continued from the last checkpoint.
+    async fn quarantine(
+        &self,
+        client: &Client,
+        suspect: &Suspect,
+    ) -> Result<Chainer, tokio_postgres::Error> {
+        let t = quoted(&self.config.table);
+        let st = quoted(&format!("{}_suspect", self.config.table));
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {st} (LIKE {t});
+                 ALTER TABLE {st} ADD COLUMN IF NOT EXISTS quarantined_at timestamptz NOT NULL DEFAULT now();"
+            ))
+            .await?;
+        let from = i64::try_from(suspect.from).unwrap_or(i64::MAX);
+        client.batch_execute("BEGIN").await?;
+        let moved = async {
+            client
+                .execute(
+                    &format!("INSERT INTO {st} SELECT {t}.*, now() FROM {t} WHERE seq >= $1"),
+                    &[&from],
+                )
+                .await?;
+            client
+                .execute(&format!("DELETE FROM {t} WHERE seq >= $1"), &[&from])
+                .await?;
+            client.batch_execute("COMMIT").await
+        }
+        .await;
+        if let Err(e) = moved {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        tracing::error!(
+            target: "palisade_audit",
+            first_bad = suspect.first_bad,
+            reason = %suspect.reason,
+            quarantined = suspect.records,
+            "audit table: rows not vouched for by the last checkpoint moved aside"
+        );
+        Ok(suspect.resume.clone().unwrap_or_default())
+    }
+
+    /// Whether a timer checkpoint is due.
+    fn timer_due(&self) -> bool {
+        self.config.signer.is_some()
+            && self
+                .config
+                .checkpoint_interval
+                .is_some_and(|every| self.last_checkpoint.elapsed() >= every)
+    }
+
+    /// How long to wait for events before a timer checkpoint is due.
+    fn until_timer(&self) -> Duration {
+        match (&self.config.signer, self.config.checkpoint_interval) {
+            (Some(_), Some(every)) => every
+                .saturating_sub(self.last_checkpoint.elapsed())
+                .min(Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        }
     }
 
     async fn insert(&mut self, rows: &Rows) -> Result<(), tokio_postgres::Error> {
@@ -377,16 +572,20 @@ impl Writer {
         else {
             return Ok(());
         };
-        let signed = signer.sign(chainer.size(), chainer.head());
+        let signed = signer.sign_chain(chainer, UnixTime::from(SystemTime::now()));
+        let entry = LogEntry::new(&signed, chainer.tree());
         let ct = quoted(&format!("{}_checkpoints", self.config.table));
         client
             .execute(
                 &format!(
-                    "INSERT INTO {ct} (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING"
+                    "INSERT INTO {ct} (size, time, note, entry) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (size, time) DO NOTHING"
                 ),
                 &[
                     &i64::try_from(signed.checkpoint.size()).unwrap_or(i64::MAX),
+                    &i64::try_from(signed.checkpoint.time()).unwrap_or(i64::MAX),
                     &signed.note,
+                    &entry.to_line(),
                 ],
             )
             .await?;
@@ -394,6 +593,7 @@ impl Writer {
             cb(&signed);
         }
         self.since_checkpoint = 0;
+        self.last_checkpoint = Instant::now();
         Ok(())
     }
 }
@@ -417,6 +617,73 @@ async fn write_batch(
     }
 }
 
+fn row_parts(
+    row: &tokio_postgres::Row,
+) -> Result<(u64, ChainHash, ChainHash, String), tokio_postgres::Error> {
+    let seq: i64 = row.try_get(0)?;
+    let prev: Vec<u8> = row.try_get(1)?;
+    let hash: Vec<u8> = row.try_get(2)?;
+    let event: String = row.try_get(3)?;
+    let to_hash = |b: &[u8]| <[u8; 32]>::try_from(b).map(ChainHash).unwrap_or_default();
+    Ok((
+        u64::try_from(seq).unwrap_or(u64::MAX),
+        to_hash(&prev),
+        to_hash(&hash),
+        event,
+    ))
+}
+
+/// Rows after the last checkpoint that it does not vouch for.
+struct Suspect {
+    first_bad: u64,
+    reason: BreakReason,
+    /// The checkpoint's size: the first row moved aside.
+    from: u64,
+    records: u64,
+    /// The damage reaches into what the checkpoint signed: nothing can be set aside.
+    fatal: bool,
+    /// The chain continued from the last checkpoint.
+    resume: Option<Chainer>,
+}
+
+impl Suspect {
+    fn fatal(first_bad: u64, reason: BreakReason) -> Self {
+        Self {
+            first_bad,
+            reason,
+            from: 0,
+            records: 0,
+            fatal: true,
+            resume: None,
+        }
+    }
+
+    fn error(&self) -> AuditError {
+        AuditError::Tampered {
+            first_bad: self.first_bad,
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn event(&self, moved_to: &str) -> AuditEvent {
+        AuditEvent::new(
+            Action::Custom(QUARANTINE_ACTION.to_owned()),
+            UnixTime::from(SystemTime::now()),
+        )
+        .severity(Severity::Critical)
+        .outcome(Outcome::Failure)
+        .meta("first_bad", self.first_bad.to_string())
+        .meta("reason", self.reason.to_string())
+        .meta(
+            "unattested_only",
+            matches!(self.reason, BreakReason::Unattested { .. }).to_string(),
+        )
+        .meta("from_seq", self.from.to_string())
+        .meta("records", self.records.to_string())
+        .meta("file", moved_to.to_owned())
+    }
+}
+
 fn backoff(attempt: u32, max: Duration) -> Duration {
     Duration::from_millis(10u64 << attempt.min(10)).min(max)
 }
@@ -424,7 +691,7 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 fn run(mut w: Writer, rt: &tokio::runtime::Runtime, queue: &Queue<AuditEvent>) {
     let mut batch = Vec::with_capacity(w.config.batch_max);
     loop {
-        let (alive, flush) = queue.take(&mut batch, w.config.batch_max, Duration::from_secs(1));
+        let (alive, flush) = queue.take(&mut batch, w.config.batch_max, w.until_timer());
         if !batch.is_empty() {
             for e in &mut batch {
                 w.config.redactor.redact(e);
@@ -442,6 +709,9 @@ fn run(mut w: Writer, rt: &tokio::runtime::Runtime, queue: &Queue<AuditEvent>) {
                 }
                 std::thread::sleep(backoff(attempt, w.config.max_backoff));
             }
+            if let Some(e) = w.refused.take() {
+                return queue.refuse(e);
+            }
             if attempt > 0 {
                 queue.recovered();
             }
@@ -455,11 +725,18 @@ fn run(mut w: Writer, rt: &tokio::runtime::Runtime, queue: &Queue<AuditEvent>) {
             }
             queue.complete(n);
         }
-        if (flush.is_some() || !alive) && w.config.signer.is_some() && w.since_checkpoint > 0 {
+        let timer = w.timer_due();
+        if (flush.is_some() || !alive || timer)
+            && w.config.signer.is_some()
+            && (w.since_checkpoint > 0 || timer)
+        {
             let result = rt.block_on(async {
                 w.connect().await?;
                 w.checkpoint().await
             });
+            if let Some(e) = w.refused.take() {
+                return queue.refuse(e);
+            }
             if let Err(e) = result {
                 queue.fail(format!("writing checkpoint: {e}"));
             }
@@ -516,6 +793,8 @@ impl PostgresSink {
             chainer: None,
             insert_sql,
             since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+            refused: None,
         };
         let q = Arc::clone(&queue);
         let thread = std::thread::Builder::new()
@@ -585,8 +864,18 @@ impl Drop for PostgresSink {
     }
 }
 
-/// Verifies the chain stored in `table` against `checkpoints` (signature-checked), reading rows
-/// in `seq` order in pages of 10 000.
+/// The result of verifying a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    /// The verdict over the rows in `seq` order; a broken one's index is the row's sequence
+    /// position.
+    pub verdict: Verdict,
+    /// The quarantines the sink recorded in the table ([`OnTamper::Quarantine`]).
+    pub quarantines: Vec<crate::file::Quarantine>,
+}
+
+/// Verifies the chain and Merkle tree stored in `table` against `checkpoints`
+/// (signature-checked), reading rows in `seq` order in pages of 10 000.
 ///
 /// # Errors
 /// [`AuditError::Database`] if the database cannot be read. A broken chain is a
@@ -595,7 +884,7 @@ pub async fn verify_table(
     url: &str,
     table: &str,
     checkpoints: &[Checkpoint],
-) -> Result<Verdict, AuditError> {
+) -> Result<TableReport, AuditError> {
     if !valid_ident(table) {
         return Err(AuditError::Database(Arc::new(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -614,6 +903,7 @@ pub async fn verify_table(
         "SELECT seq, prev_hash, hash, event FROM {} WHERE seq > $1 ORDER BY seq LIMIT 10000",
         quoted(table)
     );
+    let mut quarantines = Vec::new();
     let mut after = -1i64;
     loop {
         let rows = client.query(&sql, &[&after]).await.map_err(db_err)?;
@@ -621,18 +911,20 @@ pub async fn verify_table(
             break;
         }
         for row in &rows {
-            let seq: i64 = row.try_get(0).map_err(db_err)?;
-            let prev: Vec<u8> = row.try_get(1).map_err(db_err)?;
-            let hash: Vec<u8> = row.try_get(2).map_err(db_err)?;
-            let event: String = row.try_get(3).map_err(db_err)?;
-            let to_hash = |b: &[u8]| <[u8; 32]>::try_from(b).map(ChainHash).unwrap_or_default();
-            v.push_parts(
-                u64::try_from(seq).unwrap_or(u64::MAX),
-                to_hash(&prev),
-                to_hash(&hash),
-                event.as_bytes(),
-            );
-            after = seq;
+            let (seq, prev, hash, event) = row_parts(row).map_err(db_err)?;
+            v.push_parts(seq, prev, hash, event.as_bytes());
+            if crate::file::may_be_quarantine(event.as_bytes())
+                && let Ok(ev) = crate::format::from_canonical_json(event.as_bytes())
+                && let Some(q) = crate::file::Quarantine::from_record(&crate::chain::ChainRecord {
+                    seq,
+                    prev,
+                    hash,
+                    event: ev,
+                })
+            {
+                quarantines.push(q);
+            }
+            after = i64::try_from(seq).unwrap_or(i64::MAX);
         }
         if v.is_broken() {
             break;
@@ -640,7 +932,10 @@ pub async fn verify_table(
     }
     drop(client);
     let _ = conn.await;
-    Ok(v.finish())
+    Ok(TableReport {
+        verdict: v.finish(),
+        quarantines,
+    })
 }
 
 /// The checkpoint notes stored in `<table>_checkpoints`, oldest first, to verify with
@@ -663,7 +958,7 @@ pub async fn checkpoint_notes(url: &str, table: &str) -> Result<Vec<String>, Aud
     let rows = client
         .query(
             &format!(
-                "SELECT note FROM {} ORDER BY size",
+                "SELECT note FROM {} ORDER BY size, time",
                 quoted(&format!("{table}_checkpoints"))
             ),
             &[],

@@ -29,6 +29,8 @@ struct State<T> {
     flush_failed: Option<(u64, AuditError)>,
     /// Events the writer gave up on (the trail stays unwritable); set once, then final.
     lost: Option<u64>,
+    /// The writer refused the trail (it failed verification): every flush fails with this.
+    refused: Option<AuditError>,
 }
 
 #[derive(Debug)]
@@ -58,6 +60,7 @@ impl<T> Queue<T> {
                 flush_acked: 0,
                 flush_failed: None,
                 lost: None,
+                refused: None,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -188,6 +191,13 @@ impl<T> Queue<T> {
         lost
     }
 
+    /// The writer refuses to write (the trail failed verification): like [`Queue::give_up`],
+    /// and every waiting and later flush fails with `error`.
+    pub(crate) fn refuse(&self, error: AuditError) {
+        self.lock().refused = Some(error);
+        self.give_up();
+    }
+
     /// Records a failed write attempt (the batch stays with the writer and is retried).
     pub(crate) fn fail(&self, error: String) {
         let mut s = self.lock();
@@ -209,6 +219,9 @@ impl<T> Queue<T> {
         self.not_empty.notify_one();
         let deadline = Instant::now() + timeout;
         while s.done < target || (s.flush_acked < ticket && !s.closed) {
+            if let Some(error) = &s.refused {
+                return Err(error.clone());
+            }
             if let Some(lost) = s.lost {
                 return Err(AuditError::Unwritable { lost });
             }
@@ -223,6 +236,9 @@ impl<T> Queue<T> {
                 .wait_timeout(s, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if let Some(error) = &s.refused {
+            return Err(error.clone());
         }
         match &s.flush_failed {
             Some((upto, error)) if ticket <= *upto => Err(error.clone()),

@@ -163,7 +163,11 @@ fn apply(lines: &mut Vec<Vec<u8>>, t: &Tamper) -> Option<Option<u64>> {
             } else {
                 ChainRecord::from_line(&lines[at - 1]).unwrap().hash
             };
-            let mut c = Chainer::resume(at as u64, prev);
+            let mut tree = palisade_audit::Frontier::new();
+            for l in &lines[..at] {
+                tree.push(&ChainRecord::from_line(l).unwrap().hash.0);
+            }
+            let mut c = Chainer::resume(prev, tree);
             let mut out = Vec::new();
             let forged =
                 AuditEvent::new(Action::LoginSucceeded, UnixTime::from_secs(7)).user_id("mallory");
@@ -216,7 +220,7 @@ proptest! {
         let verifier = signer.verifier();
         let (mut lines, chain) = build(&events);
         // The trail was closed with a final checkpoint, published away from it.
-        let note = signer.sign(chain.size(), chain.head()).note;
+        let note = signer.sign_chain(&chain, UnixTime::from_secs(1_700_000_000)).note;
         let cp = verifier.verify(&note, "test/audit").unwrap();
         let check = |trail: &[u8]| Verifier::new().checkpoint(&cp).require_attested(true).verify_lines(trail);
 
@@ -269,7 +273,12 @@ fn full_rewrite_is_detected_by_an_earlier_checkpoint() {
     let (lines, chain) = build(&events);
     let cp = signer
         .verifier()
-        .verify(&signer.sign(chain.size(), chain.head()).note, "test/audit")
+        .verify(
+            &signer
+                .sign_chain(&chain, UnixTime::from_secs(1_700_000_000))
+                .note,
+            "test/audit",
+        )
         .unwrap();
     // Someone rewrites event 3 and recomputes every hash after it.
     let mut rewritten = events;

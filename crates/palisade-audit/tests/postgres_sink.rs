@@ -152,7 +152,7 @@ fn hundred_thousand_events_through_an_outage() {
             .map(|n| verifier.verify(n, ORIGIN).unwrap())
             .collect();
         assert_eq!(checkpoints.last().map(|c| c.size()), Some(100_000));
-        let verdict = verify_table(&url, &table, &checkpoints).await.unwrap();
+        let verdict = verify_table(&url, &table, &checkpoints).await.unwrap().verdict;
         assert!(
             matches!(verdict, Verdict::Intact { records: 100_000, attested: 100_000, .. }),
             "{verdict:?}"
@@ -165,7 +165,7 @@ fn hundred_thousand_events_through_an_outage() {
             ))
             .await
             .unwrap();
-        let verdict = verify_table(&url, &table, &checkpoints).await.unwrap();
+        let verdict = verify_table(&url, &table, &checkpoints).await.unwrap().verdict;
         assert!(matches!(verdict, Verdict::Broken { index: 4007, .. }), "{verdict:?}");
 
         admin
@@ -188,7 +188,7 @@ fn restart_resumes_the_chain() {
     }
     let rt = rt();
     rt.block_on(async {
-        let verdict = verify_table(&url, &table, &[]).await.unwrap();
+        let verdict = verify_table(&url, &table, &[]).await.unwrap().verdict;
         assert!(
             matches!(verdict, Verdict::Intact { records: 1000, .. }),
             "{verdict:?}"

@@ -86,15 +86,19 @@ proptest! {
     fn checkpoints_round_trip_and_any_byte_flip_fails(
         size in any::<u64>(),
         head in any::<[u8; 32]>(),
+        root in any::<[u8; 32]>(),
+        time in 0u64..(1 << 33),
         pos in any::<usize>(),
         mask in 1u8..=255,
     ) {
         let s = CheckpointSigner::from_seed("k1", "example.com/log", &[4; 32]).unwrap();
         let v = s.verifier();
-        let signed = s.sign(size, ChainHash(head));
+        let signed = s.sign(size, palisade_audit::TreeHash(root), ChainHash(head), UnixTime::from_secs(time));
         let cp = v.verify(&signed.note, "example.com/log").unwrap();
         prop_assert_eq!(cp.size(), size);
         prop_assert_eq!(cp.head(), ChainHash(head));
+        prop_assert_eq!(cp.root(), palisade_audit::TreeHash(root));
+        prop_assert_eq!(cp.time(), time);
         let mut bytes = signed.note.into_bytes();
         let pos = pos % bytes.len();
         bytes[pos] ^= mask;

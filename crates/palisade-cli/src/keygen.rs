@@ -77,7 +77,34 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", line.as_str())?;
+    if matches!(args.kind, Kind::Ed25519) {
+        // The public half on stderr, so that `> key` stores the seed alone.
+        let mut err = std::io::stderr().lock();
+        writeln!(err, "{}", ed25519_public(line.as_str())?)?;
+    }
     Ok(())
+}
+
+/// What `keygen ed25519` says beside the seed: the public key as an audit checkpoint verifier
+/// key (note encoding, named by the key id), and where to keep each half.
+fn ed25519_public(spec: &str) -> Result<String> {
+    let ring = palisade_core::keyring::Keyring::parse(spec)?;
+    let key = ring.active()?;
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        key.material()
+            .expose_secret()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("an ed25519 seed is 32 bytes"))?,
+    );
+    let origin = "unused"; // the verifier key does not depend on the origin
+    let signer = palisade_audit::CheckpointSigner::from_seed(key.id().as_str(), origin, &seed)?;
+    Ok(format!(
+        "# public key (audit checkpoint verifier key): {}\n\
+         # keep the line on stdout (the seed) secret, with the writer only (a file or an\n\
+         # environment variable, never a command line); publish the public key and give it to\n\
+         # `palisade audit verify --public-key-file`.",
+        signer.verifier().to_vkey()
+    ))
 }
 
 /// `2026q4` for a time in the last quarter of 2026 (UTC).
