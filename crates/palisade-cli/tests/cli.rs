@@ -509,15 +509,27 @@ fn audit_trail(dir: &std::path::Path, n: u64) -> (std::path::PathBuf, String) {
     (dir.join("audit-00000000000000000000.jsonl"), vkey)
 }
 
+/// `palisade audit verify DIR` with the checkpoint key in `PALISADE_AUDIT_PUBLIC_KEY`, never argv.
+fn audit_verify(dir: &std::path::Path, vkey: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["audit", "verify"])
+        .arg(dir)
+        .args(extra)
+        .env("PALISADE_AUDIT_PUBLIC_KEY", vkey)
+        .env_remove("PALISADE_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn audit_verify_accepts_intact_and_finds_tampering() {
     let dir = std::env::temp_dir().join(format!("palisade-cli-audit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (file, vkey) = audit_trail(&dir, 20);
-    let path = file.to_str().unwrap();
+    let original = std::fs::read_to_string(&file).unwrap();
 
-    let out = palisade(&["audit", "verify", path]);
+    let out = audit_verify(&dir, &vkey, &[]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -526,42 +538,59 @@ fn audit_verify_accepts_intact_and_finds_tampering() {
         stderr(&out)
     );
     assert!(
-        stdout(&out).contains("intact: 20 records"),
-        "{}",
-        stdout(&out)
-    );
-    let out = palisade(&["audit", "verify", path, "--public-key", &vkey]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("attested: 20 records"),
+        stdout(&out).contains("verified: 20 records") && stdout(&out).contains("20 attested"),
         "{}",
         stdout(&out)
     );
 
     // Edit one user id on line 7: the first bad record is line 7.
-    let original = std::fs::read_to_string(&file).unwrap();
     let tampered = original.replacen("\"u6\"", "\"u9\"", 1);
     assert_ne!(tampered, original);
     std::fs::write(&file, &tampered).unwrap();
-    let out = palisade(&["audit", "verify", path]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("line 7"), "{}", stdout(&out));
+    let out = audit_verify(&dir, &vkey, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("jsonl line 7: "), "{}", stdout(&out));
+
+    // A line appended after the last checkpoint (a copy of the last record) is refused.
+    std::fs::write(
+        &file,
+        format!("{original}{}\n", original.lines().last().unwrap()),
+    )
+    .unwrap();
+    let out = audit_verify(&dir, &vkey, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("jsonl line 21: "), "{}", stdout(&out));
 
     // Cut the last three records: the chain alone looks fine, the checkpoint does not.
     let lines: Vec<&str> = original.lines().collect();
     std::fs::write(&file, format!("{}\n", lines[..17].join("\n"))).unwrap();
-    assert_eq!(palisade(&["audit", "verify", path]).status.code(), Some(0));
-    let out = palisade(&["audit", "verify", path, "--public-key", &vkey]);
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("Truncated"), "{}", stdout(&out));
+    let out = audit_verify(&dir, &vkey, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("line 18: the trail ends after 17 records"),
+        "{}",
+        stdout(&out)
+    );
 
-    // A wrong key is an error, not a verdict.
+    // Under another key no checkpoint verifies: nothing is attested.
     let other = palisade_audit::CheckpointSigner::generate(
         "ops",
         "example.com/audit",
@@ -571,9 +600,15 @@ fn audit_verify_accepts_intact_and_finds_tampering() {
     .verifier()
     .to_vkey();
     std::fs::write(&file, &original).unwrap();
-    let out = palisade(&["audit", "verify", path, "--public-key", &other]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
+    let out = audit_verify(&dir, &other, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("does not verify"), "{}", stdout(&out));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
