@@ -49,7 +49,7 @@ fn redis_rate(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let prefix = format!("palisade-bench:{}", std::process::id());
+    let prefix = format!("palisade-bench-{}", std::process::id());
     let mut group = c.benchmark_group("redis_rate");
     for backend in ["single", "cluster"] {
         // Each runtime drives its own connection (made on the runtime of its first call).

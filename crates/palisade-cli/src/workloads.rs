@@ -267,7 +267,7 @@ impl Workload for RedisLimit {
         rt.block_on(async {
             let redis = Redis::open(&self.url)
                 .context("PALISADE_REDIS_URL is not a Redis URL")?
-                .with_prefix(&format!("palisade:size:{}", std::process::id()))?;
+                .with_prefix(&format!("palisade-size-{}", std::process::id()))?;
             redis
                 .server_time_micros()
                 .await

@@ -167,9 +167,11 @@ impl Redis {
     /// applications sharing a server apart.
     ///
     /// # Errors
-    /// [`OpenError::Prefix`] unless the prefix is 1 to 64 ASCII letters, digits or `-_.:/`.
+    /// [`OpenError::Prefix`] unless the prefix is 1 to 64 ASCII letters, digits or `-_./`. No
+    /// `:`, the separator: with `app:eu` allowed, `app`'s ACL pattern `~app:*` would also
+    /// cover every key of `app:eu`.
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self, OpenError> {
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.:/".contains(&b);
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_./".contains(&b);
         if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN || !prefix.bytes().all(allowed) {
             return Err(OpenError::Prefix);
         }
@@ -420,6 +422,8 @@ mod tests {
             "a b",
             "a?",
             "a[b]",
+            "app:eu",
+            ":",
             "é",
             &"x".repeat(65),
         ] {
@@ -428,8 +432,8 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let ok = redis.with_prefix("my-app:v1/eu.1_x").unwrap();
-        assert_eq!(ok.prefix(), "my-app:v1/eu.1_x");
+        let ok = redis.with_prefix("my-app.v1/eu-1_x").unwrap();
+        assert_eq!(ok.prefix(), "my-app.v1/eu-1_x");
     }
 
     #[test]

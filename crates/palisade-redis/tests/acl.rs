@@ -47,6 +47,14 @@ fn a_least_privilege_user_runs_the_stores_and_nothing_else() {
         family::conformance::family_store(&RedisFamilyStore::new(redis.clone()), SystemClock.now())
             .await;
 
+        // A prefix that would fall inside this user's `~acl-app:*` pattern cannot exist: with
+        // `acl-app:eu` allowed, this user could read and write every key of that application.
+        let nested = Redis::open(&url).unwrap().with_prefix("acl-app:eu");
+        assert!(
+            nested.is_err(),
+            "a prefix nested in another's ACL pattern was accepted"
+        );
+
         // The same user under another application's prefix: refused.
         let other = Redis::open(&url).unwrap().with_prefix("other-app").unwrap();
         let err = RedisOneTimeStore::new(other)

@@ -29,7 +29,7 @@ pub fn unique_prefix(what: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    format!("palisade-test:{what}:{}:{nanos}", std::process::id())
+    format!("palisade-test-{what}-{}-{nanos}", std::process::id())
 }
 
 /// The shared single node (`PALISADE_REDIS_URL`), if set.
