@@ -28,5 +28,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = behind.resolve(proxy, [fwd], [xff]).key_bytes();
     let _ = behind.resolve(proxy, [], [data]).key();
     let outside: IpAddr = "192.0.2.1".parse().unwrap();
-    assert_eq!(behind.resolve(outside, [fwd], [xff]).ip(), outside, "untrusted peer");
+    assert_eq!(
+        behind.resolve(outside, [fwd], [xff]).ip(),
+        outside,
+        "untrusted peer"
+    );
 });
