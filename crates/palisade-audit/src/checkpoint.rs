@@ -29,7 +29,7 @@
 //! lines and verify the tree head as usual.
 //!
 //! # Witness cosignatures
-//! A [`Witness`] checks that a checkpoint extends the last one it cosigned (a consistency
+//! A `Witness` checks that a checkpoint extends the last one it cosigned (a consistency
 //! proof) and adds a [C2SP cosignature/v1](https://c2sp.org/tlog-cosignature) line: an Ed25519
 //! signature, with key type `0x04` in its key id, over
 //!
@@ -811,7 +811,7 @@ impl WitnessKey {
     }
 
     /// Adds this witness's cosignature line, made at `timestamp` (POSIX seconds), to a signed
-    /// note. The caller checks first that the checkpoint is one to cosign ([`Witness`] does).
+    /// note. The caller checks first that the checkpoint is one to cosign (`Witness` does).
     ///
     /// # Errors
     /// [`AuditError::Checkpoint`] if the note is malformed or `timestamp` exceeds 2^63 - 1.
